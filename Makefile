@@ -1,0 +1,71 @@
+# NoteBook backend: development and test entry points.
+# `make run` / `make test` install whatever is missing (Python venv, pinned pouchdb-server) first.
+
+PYTHON ?= python3
+NPM ?= npm
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+POUCHDB_SERVER := node_modules/.bin/pouchdb-server
+# Extra arguments for pytest, e.g. `make test ARGS="-k notes -x"`.
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv node_modules deps run cluster test test-unit test-integration lint bench clean
+
+help:
+	@echo "make run               API at http://127.0.0.1:5000/graphql with one local database node"
+	@echo "make cluster           the same with three replicated local database nodes"
+	@echo "make test              every test (starts and stops its own database nodes)"
+	@echo "make test-unit         unit tests only"
+	@echo "make test-integration  integration tests only"
+	@echo "make lint              ruff and mypy"
+	@echo "make bench             benchmarks"
+	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
+
+# Python virtualenv with the project installed editable; reinstalled only when pyproject.toml changes.
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install -e ".[test]"
+	touch $@
+
+# Pinned pouchdb-server; npm ci runs when it is missing or package-lock.json changed since the
+# last install (npm records each install in node_modules/.package-lock.json).
+node_modules:
+	@if [ ! -e $(POUCHDB_SERVER) ] || [ ! -e node_modules/.package-lock.json ] \
+	    || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	    echo "$(NPM) ci --no-audit --no-fund"; \
+	    $(NPM) ci --no-audit --no-fund; \
+	fi
+
+deps: venv node_modules
+
+run: deps
+	$(VENV_PY) scripts/dev_server.py
+
+cluster: deps
+	$(VENV_PY) scripts/dev_server.py --nodes 3
+
+test: deps
+	$(VENV_PY) run_tests.py $(ARGS)
+
+test-unit: venv
+	$(VENV_PY) run_tests.py --unit $(ARGS)
+
+test-integration: deps
+	$(VENV_PY) run_tests.py --integration $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src config scripts tests
+	$(VENV)/bin/mypy src
+
+bench: deps
+	$(VENV_PY) scripts/bench.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
+	    -name __pycache__ -type d -exec rm -rf {} +

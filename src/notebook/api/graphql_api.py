@@ -1,0 +1,385 @@
+"""GraphQL resolvers: read the arguments, call one service, shape the answer. No rules here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ariadne import (
+    MutationType,
+    ObjectType,
+    QueryType,
+    ScalarType,
+    load_schema_from_path,
+    make_executable_schema,
+)
+from graphql import GraphQLResolveInfo, GraphQLSchema
+
+from notebook.bootstrap import Services
+from notebook.core.domain import Note, Notebook, Page, User
+from notebook.core.errors import Forbidden, Unauthenticated
+from notebook.services.auth_service import AuthResult
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "core" / "schema"
+
+
+class Loader:
+    """Per-request cache that fetches many ids in one call, so lists cost O(1) requests."""
+
+    def __init__(self, fetch_many: Callable[[list[Any]], dict[Any, Any]]) -> None:
+        self._fetch_many = fetch_many
+        self._cache: dict[Any, Any] = {}
+
+    def prime(self, keys: Iterable[Hashable]) -> None:
+        missing = [key for key in dict.fromkeys(keys) if key is not None and key not in self._cache]
+        if missing:
+            found = self._fetch_many(missing)
+            for key in missing:
+                self._cache[key] = found.get(key)
+
+    def load(self, key: Hashable) -> Any:
+        self.prime([key])
+        return self._cache.get(key)
+
+
+class RequestContext:
+    """What resolvers of one request share: the services, the caller and the loaders."""
+
+    def __init__(self, services: Services, authorization: str | None) -> None:
+        self.services = services
+        self._authorization = authorization
+        self._user: User | None = None
+        self.users = Loader(services.users.get_many)
+        self.notebooks = Loader(services.notebooks.notebooks.get_many)
+        self.note_counts = Loader(services.notebooks.note_counts)
+
+    @property
+    def user_or_none(self) -> User | None:
+        if self._user is None and self._authorization:
+            scheme, _, token = self._authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
+            self._user = self.services.auth.authenticate(token.strip())
+        return self._user
+
+    @property
+    def user(self) -> User:
+        user = self.user_or_none
+        if user is None:
+            raise Unauthenticated("sign in first")
+        return user
+
+    @property
+    def admin(self) -> User:
+        user = self.user
+        if not user.is_admin:
+            raise Forbidden("administrators only")
+        return user
+
+
+def ctx(info: GraphQLResolveInfo) -> RequestContext:
+    return info.context
+
+
+class NoteConnection:
+    """A page of notes plus what is needed to count the whole list only if asked."""
+
+    def __init__(self, page: Page, count: Callable[[], int]) -> None:
+        self.page = page
+        self._count = count
+
+    @property
+    def edges(self) -> list[dict[str, Any]]:
+        return [{"cursor": c, "node": n} for c, n in zip(self.page.cursors, self.page.items, strict=True)]
+
+    @property
+    def page_info(self) -> dict[str, Any]:
+        cursors = self.page.cursors
+        return {"has_next_page": self.page.has_next_page, "end_cursor": cursors[-1] if cursors else None}
+
+    @property
+    def total_count(self) -> int:
+        if self.page.total_count is None:
+            self.page.total_count = self._count()
+        return self.page.total_count
+
+
+query = QueryType()
+mutation = MutationType()
+datetime_scalar = ScalarType("DateTime")
+notebook_type = ObjectType("Notebook")
+note_type = ObjectType("Note")
+
+
+@datetime_scalar.serializer
+def serialize_datetime(value: str) -> str:
+    return value
+
+
+def _list_notes(info: GraphQLResolveInfo, notebook_id: str | None, args: dict[str, Any]) -> NoteConnection:
+    context = ctx(info)
+    actor = context.user
+    page = context.services.notes.list_notes(
+        actor,
+        notebook_id=notebook_id,
+        first=args.get("first", 20),
+        after=args.get("after"),
+        tag=args.get("tag"),
+        search=args.get("search"),
+        trashed=args.get("trashed", False),
+        order=args.get("order_by", "UPDATED_DESC"),
+    )
+    context.notebooks.prime(note.notebook_id for note in page.items)
+    context.users.prime(uid for note in page.items for uid in (note.created_by, note.updated_by))
+    trashed = bool(args.get("trashed", False))
+    return NoteConnection(page, lambda: context.services.notes.count_notes(actor, notebook_id, trashed))
+
+
+# queries --------------------------------------------------------------------------------------
+@query.field("me")
+def resolve_me(_: Any, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).user_or_none
+
+
+@query.field("notebooks")
+def resolve_notebooks(_: Any, info: GraphQLResolveInfo) -> list[Notebook]:
+    context = ctx(info)
+    notebooks = context.services.notebooks.list_notebooks(context.user)
+    context.note_counts.prime(nb.id for nb in notebooks)
+    return notebooks
+
+
+@query.field("notebook")
+def resolve_notebook(_: Any, info: GraphQLResolveInfo, id: str) -> Notebook:
+    context = ctx(info)
+    return context.services.notebooks.readable(context.user, id)
+
+
+@query.field("note")
+def resolve_note(_: Any, info: GraphQLResolveInfo, id: str) -> Note:
+    context = ctx(info)
+    return context.services.notes.get_note(context.user, id)
+
+
+@query.field("notes")
+def resolve_notes(
+    _: Any, info: GraphQLResolveInfo, notebook_id: str | None = None, **args: Any
+) -> NoteConnection:
+    return _list_notes(info, notebook_id, args)
+
+
+@query.field("tags")
+def resolve_tags(_: Any, info: GraphQLResolveInfo) -> list[Any]:
+    context = ctx(info)
+    return context.services.notes.tags(context.user)
+
+
+@query.field("activity")
+def resolve_activity(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
+    ctx(info).user  # noqa: B018 - authentication is required even while the feed is empty
+    return {"edges": [], "page_info": {"has_next_page": False, "end_cursor": None}}
+
+
+@query.field("myStats")
+def resolve_my_stats(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
+    ctx(info).user  # noqa: B018
+    return {
+        "notebooks": 0,
+        "notes": 0,
+        "trashed_notes": 0,
+        "words": 0,
+        "top_tags": [],
+        "notes_created_per_day": [],
+        "notes_updated_per_day": [],
+    }
+
+
+@query.field("systemStats")
+def resolve_system_stats(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
+    ctx(info).admin  # noqa: B018
+    return {
+        "users": 0,
+        "active_users": 0,
+        "notebooks": 0,
+        "notes": 0,
+        "writes_per_day": [],
+        "conflicts_resolved": 0,
+    }
+
+
+@query.field("replicationStatus")
+def resolve_replication_status(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+    context = ctx(info)
+    context.admin  # noqa: B018
+    couch = context.services.couch
+    healthy = couch.ping()
+    node = {"url": couch.url, "healthy": healthy, "active": True, "version": None, "latency_ms": None}
+    return {"nodes": [node], "links": [], "healthy": healthy}
+
+
+# mutations ------------------------------------------------------------------------------------
+@mutation.field("register")
+def resolve_register(
+    _: Any, info: GraphQLResolveInfo, email: str, password: str, display_name: str | None = None
+) -> AuthResult:
+    return ctx(info).services.auth.register(email, password, display_name)
+
+
+@mutation.field("login")
+def resolve_login(_: Any, info: GraphQLResolveInfo, email: str, password: str) -> AuthResult:
+    return ctx(info).services.auth.login(email, password)
+
+
+@mutation.field("refreshToken")
+def resolve_refresh_token(_: Any, info: GraphQLResolveInfo, refresh_token: str) -> AuthResult:
+    return ctx(info).services.auth.refresh(refresh_token)
+
+
+@mutation.field("logout")
+def resolve_logout(_: Any, info: GraphQLResolveInfo, refresh_token: str) -> bool:
+    return ctx(info).services.auth.logout(refresh_token)
+
+
+@mutation.field("createNotebook")
+def resolve_create_notebook(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> Notebook:
+    context = ctx(info)
+    return context.services.notebooks.create_notebook(context.user, input["name"], input.get("description"))
+
+
+@mutation.field("updateNotebook")
+def resolve_update_notebook(
+    _: Any, info: GraphQLResolveInfo, id: str, input: dict[str, Any], version: str
+) -> Notebook:
+    context = ctx(info)
+    return context.services.notebooks.update_notebook(context.user, id, input, version)
+
+
+@mutation.field("deleteNotebook")
+def resolve_delete_notebook(_: Any, info: GraphQLResolveInfo, id: str) -> bool:
+    context = ctx(info)
+    return context.services.notebooks.delete_notebook(context.user, id)
+
+
+@mutation.field("shareNotebook")
+@mutation.field("unshareNotebook")
+def resolve_sharing(_: Any, info: GraphQLResolveInfo, **_args: Any) -> Notebook:
+    ctx(info).user  # noqa: B018
+    raise Forbidden("sharing is not available yet")
+
+
+@mutation.field("createNote")
+def resolve_create_note(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> Note:
+    context = ctx(info)
+    return context.services.notes.create_note(context.user, input)
+
+
+@mutation.field("updateNote")
+def resolve_update_note(
+    _: Any, info: GraphQLResolveInfo, id: str, input: dict[str, Any], version: str
+) -> Note:
+    context = ctx(info)
+    return context.services.notes.update_note(context.user, id, input, version)
+
+
+@mutation.field("moveNote")
+def resolve_move_note(_: Any, info: GraphQLResolveInfo, id: str, notebook_id: str) -> Note:
+    context = ctx(info)
+    return context.services.notes.move_note(context.user, id, notebook_id)
+
+
+@mutation.field("trashNote")
+def resolve_trash_note(_: Any, info: GraphQLResolveInfo, id: str) -> Note:
+    context = ctx(info)
+    return context.services.notes.trash_note(context.user, id)
+
+
+@mutation.field("restoreNote")
+def resolve_restore_note(_: Any, info: GraphQLResolveInfo, id: str) -> Note:
+    context = ctx(info)
+    return context.services.notes.restore_note(context.user, id)
+
+
+@mutation.field("deleteNote")
+def resolve_delete_note(_: Any, info: GraphQLResolveInfo, id: str) -> bool:
+    context = ctx(info)
+    return context.services.notes.delete_note(context.user, id)
+
+
+@mutation.field("importNotes")
+def resolve_import_notes(
+    _: Any, info: GraphQLResolveInfo, notebook_id: str, notes: list[dict[str, Any]]
+) -> Any:
+    context = ctx(info)
+    return context.services.notes.import_notes(context.user, notebook_id, notes)
+
+
+@mutation.field("restoreNoteRevision")
+@mutation.field("resolveNoteConflict")
+def resolve_not_yet(_: Any, info: GraphQLResolveInfo, id: str, **_args: Any) -> Note:
+    context = ctx(info)
+    context.services.notes.get_note(context.user, id)
+    raise Forbidden("note history is not available yet")
+
+
+# object fields --------------------------------------------------------------------------------
+@notebook_type.field("owner")
+def resolve_notebook_owner(notebook: Notebook, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).users.load(notebook.owner_id)
+
+
+@notebook_type.field("myRole")
+def resolve_my_role(notebook: Notebook, info: GraphQLResolveInfo) -> str | None:
+    context = ctx(info)
+    return context.services.notebooks.role_of(context.user, notebook)
+
+
+@notebook_type.field("members")
+def resolve_members(notebook: Notebook, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    owner = ctx(info).users.load(notebook.owner_id)
+    return [{"user": owner, "role": "OWNER"}] if owner else []
+
+
+@notebook_type.field("noteCount")
+def resolve_note_count(notebook: Notebook, info: GraphQLResolveInfo) -> int:
+    return ctx(info).note_counts.load(notebook.id) or 0
+
+
+@notebook_type.field("notes")
+def resolve_notebook_notes(notebook: Notebook, info: GraphQLResolveInfo, **args: Any) -> NoteConnection:
+    return _list_notes(info, notebook.id, args)
+
+
+@note_type.field("notebook")
+def resolve_note_notebook(note: Note, info: GraphQLResolveInfo) -> Notebook | None:
+    return ctx(info).notebooks.load(note.notebook_id)
+
+
+@note_type.field("createdBy")
+def resolve_created_by(note: Note, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).users.load(note.created_by)
+
+
+@note_type.field("updatedBy")
+def resolve_updated_by(note: Note, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).users.load(note.updated_by)
+
+
+@note_type.field("revisions")
+@note_type.field("conflicts")
+def resolve_note_history(note: Note, info: GraphQLResolveInfo, **_args: Any) -> list[Any]:
+    return []
+
+
+def build_schema() -> GraphQLSchema:
+    """The executable schema: the contract's type definitions bound to these resolvers."""
+    type_defs = load_schema_from_path(str(SCHEMA_DIR))
+    return make_executable_schema(
+        type_defs,
+        query,
+        mutation,
+        datetime_scalar,
+        notebook_type,
+        note_type,
+        convert_names_case=True,
+    )

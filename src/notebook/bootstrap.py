@@ -1,0 +1,58 @@
+"""The composition root: builds the real collaborators from a Config, once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.settings import Config
+from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.design_docs import Databases, ensure_schema, open_databases
+from notebook.database.repository import (
+    NotebookRepository,
+    NoteRepository,
+    RefreshTokenRepository,
+    UserRepository,
+)
+from notebook.services.auth_service import AuthService, LoginThrottle
+from notebook.services.service import NotebookService, NoteService
+
+
+@dataclass
+class Services:
+    config: Config
+    couch: CouchDBClient
+    databases: Databases
+    users: UserRepository
+    auth: AuthService
+    notebooks: NotebookService
+    notes: NoteService
+
+    def close(self) -> None:
+        self.couch.close()
+
+
+def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
+    """Wire repositories and services; install databases and views unless told not to."""
+    couch = couch or CouchDBClient(
+        config.couchdb_url,
+        user=config.couchdb_user,
+        password=config.couchdb_password,
+        timeout=config.couchdb_timeout_seconds,
+    )
+    databases = open_databases(couch, config.db_prefix)
+    if install_schema:
+        ensure_schema(databases)
+    users = UserRepository(databases.users)
+    notebook_repo = NotebookRepository(databases.notes)
+    notebooks = NotebookService(notebook_repo)
+    auth = AuthService(
+        users=users,
+        tokens=RefreshTokenRepository(databases.users),
+        notebooks=notebook_repo,
+        secret_key=config.secret_key,
+        access_token_seconds=config.access_token_seconds,
+        refresh_token_seconds=config.refresh_token_seconds,
+        throttle=LoginThrottle(config.login_attempts_per_window, config.login_window_seconds),
+    )
+    notes = NoteService(NoteRepository(databases.notes), notebooks)
+    return Services(config, couch, databases, users, auth, notebooks, notes)

@@ -1,0 +1,56 @@
+"""Domain errors. The API layer turns each into its `extensions.code` in one place."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a client may see; `code` is the GraphQL `extensions.code`."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class InvalidInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+
+class VersionConflict(DomainError):
+    """A write named a stale version; nothing was changed."""
+
+    code = "CONFLICT"
+
+    def __init__(self, message: str, current_version: str | None) -> None:
+        super().__init__(message, currentVersion=current_version)
+        self.current_version = current_version
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"
+
+
+class QueryTooComplex(DomainError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+class PayloadTooLarge(DomainError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class ServiceUnavailable(DomainError):
+    code = "SERVICE_UNAVAILABLE"

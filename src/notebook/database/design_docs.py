@@ -1,0 +1,117 @@
+"""Databases, views and indexes of the application, installed idempotently at start-up.
+
+Every query of the application is served by one of these views: nothing scans all documents.
+View functions are plain ES5 so CouchDB 3 and pouchdb-server evaluate them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from notebook.database.couchdb_client import CouchDBClient, Database
+
+# note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>"
+_NOTE_ORDER_VIEW = """function (doc) {
+  if (doc.type !== 'note') return;
+  var trashed = doc.trashed_at ? true : false;
+  emit(['o:' + doc.owner_id, trashed, doc.%(field)s, doc._id], null);
+  emit(['n:' + doc.notebook_id, trashed, doc.%(field)s, doc._id], null);
+}"""
+
+# search and tag filters: key [scope, 'w' word | 'g' tag, term], value carries the sort keys
+_NOTE_TERMS_VIEW = """function (doc) {
+  if (doc.type !== 'note') return;
+  var value = [doc.trashed_at ? true : false, doc.updated_at, doc.created_at, doc.sort_title];
+  var scopes = ['o:' + doc.owner_id, 'n:' + doc.notebook_id];
+  for (var s = 0; s < scopes.length; s++) {
+    var tokens = doc.tokens || [];
+    for (var i = 0; i < tokens.length; i++) emit([scopes[s], 'w', tokens[i]], value);
+    var tags = doc.tag_keys || [];
+    for (var j = 0; j < tags.length; j++) emit([scopes[s], 'g', tags[j]], value);
+  }
+}"""
+
+_TAG_COUNTS_VIEW = """function (doc) {
+  if (doc.type !== 'note' || doc.trashed_at) return;
+  var tags = doc.tags || [];
+  for (var i = 0; i < tags.length; i++) {
+    emit(['o:' + doc.owner_id, tags[i]], null);
+    emit(['n:' + doc.notebook_id, tags[i]], null);
+  }
+}"""
+
+_NOTE_COUNTS_VIEW = """function (doc) {
+  if (doc.type === 'note') emit([doc.notebook_id, doc.trashed_at ? true : false], null);
+}"""
+
+_NOTEBOOKS_BY_OWNER_VIEW = """function (doc) {
+  if (doc.type === 'notebook') emit([doc.owner_id, doc.created_at], null);
+}"""
+
+_REFRESH_BY_FAMILY_VIEW = """function (doc) {
+  if (doc.type === 'refresh_token') emit(doc.family, null);
+}"""
+
+NOTES_DESIGN = "notebook"
+USERS_DESIGN = "users"
+
+ORDER_VIEWS = {
+    "UPDATED_DESC": ("notes_by_updated", True),
+    "UPDATED_ASC": ("notes_by_updated", False),
+    "CREATED_DESC": ("notes_by_created", True),
+    "TITLE_ASC": ("notes_by_title", False),
+}
+
+NOTES_DESIGN_DOC = {
+    "language": "javascript",
+    "views": {
+        "notes_by_updated": {"map": _NOTE_ORDER_VIEW % {"field": "updated_at"}, "reduce": "_count"},
+        "notes_by_created": {"map": _NOTE_ORDER_VIEW % {"field": "created_at"}, "reduce": "_count"},
+        "notes_by_title": {"map": _NOTE_ORDER_VIEW % {"field": "sort_title"}, "reduce": "_count"},
+        "note_terms": {"map": _NOTE_TERMS_VIEW},
+        "tag_counts": {"map": _TAG_COUNTS_VIEW, "reduce": "_count"},
+        "note_counts": {"map": _NOTE_COUNTS_VIEW, "reduce": "_count"},
+        "notebooks_by_owner": {"map": _NOTEBOOKS_BY_OWNER_VIEW},
+    },
+}
+
+USERS_DESIGN_DOC = {
+    "language": "javascript",
+    "views": {"refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW}},
+}
+
+
+@dataclass(frozen=True)
+class Databases:
+    """Handles on the application's databases on one client."""
+
+    users: Database
+    notes: Database
+    activity: Database
+
+    def all(self) -> tuple[Database, ...]:
+        return (self.users, self.notes, self.activity)
+
+
+def database_names(prefix: str) -> dict[str, str]:
+    return {"users": f"{prefix}users", "notes": f"{prefix}notes", "activity": f"{prefix}activity"}
+
+
+def open_databases(client: CouchDBClient, prefix: str) -> Databases:
+    names = database_names(prefix)
+    return Databases(**{role: client.database(name) for role, name in names.items()})
+
+
+def ensure_schema(databases: Databases, warm: bool = True) -> None:
+    """Create databases and design documents if missing; then build the views once.
+
+    Warming matters: a cold view blocks its first query while it is built.
+    """
+    for db in databases.all():
+        db.ensure_exists()
+    databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
+    databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
+    if warm:
+        for view in NOTES_DESIGN_DOC["views"]:
+            databases.notes.view(NOTES_DESIGN, view, limit=0)
+        databases.users.view(USERS_DESIGN, "refresh_by_family", limit=0)

@@ -1,0 +1,480 @@
+"""Repositories: domain objects in, domain objects out; CouchDB documents stay in here."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from notebook.core.domain import Note, Notebook, Page, TagCount, User
+from notebook.core.errors import NotFound, VersionConflict
+from notebook.core.pagination import decode_cursor, encode_cursor
+from notebook.core.search import normalize, note_tokens
+from notebook.database.couchdb_client import Database, DocumentConflict, DocumentNotFound
+from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
+
+# the last possible key inside a view key range, in CouchDB collation
+_HIGH: dict[str, Any] = {}
+
+
+def _user_to_doc(user: User) -> dict[str, Any]:
+    doc = {
+        "_id": user.id,
+        "type": "user",
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_admin": user.is_admin,
+        "password_hash": user.password_hash,
+        "default_notebook_id": user.default_notebook_id,
+        "created_at": user.created_at,
+    }
+    if user.version:
+        doc["_rev"] = user.version
+    return doc
+
+
+def _user_from_doc(doc: dict[str, Any]) -> User:
+    return User(
+        id=doc["_id"],
+        email=doc["email"],
+        display_name=doc.get("display_name"),
+        created_at=doc["created_at"],
+        is_admin=bool(doc.get("is_admin")),
+        password_hash=doc.get("password_hash", ""),
+        default_notebook_id=doc.get("default_notebook_id"),
+        version=doc.get("_rev"),
+    )
+
+
+def _email_claim_id(email: str) -> str:
+    return "email:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+class EmailTaken(Exception):
+    pass
+
+
+class UserRepository:
+    """Users, with e-mail uniqueness enforced by one claim document per address."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, user: User) -> None:
+        """Store a new user; raise EmailTaken if another account has this address."""
+        claim = {"_id": _email_claim_id(user.email), "type": "email_claim", "user_id": user.id}
+        try:
+            self.db.put(claim)
+        except DocumentConflict:
+            raise EmailTaken(user.email) from None
+        doc = _user_to_doc(user)
+        user.version = self.db.put(doc)
+
+    def get(self, user_id: str) -> User:
+        doc = self.db.get_or_none(user_id) if user_id.startswith("user:") else None
+        if doc is None or doc.get("type") != "user":
+            raise NotFound("user not found")
+        return _user_from_doc(doc)
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
+        wanted = [uid for uid in user_ids if uid and uid.startswith("user:")]
+        return {
+            doc_id: _user_from_doc(doc)
+            for doc_id, doc in self.db.get_many(wanted).items()
+            if doc.get("type") == "user"
+        }
+
+    def get_by_email(self, email: str) -> User | None:
+        claim = self.db.get_or_none(_email_claim_id(email))
+        if claim is None:
+            return None
+        try:
+            return self.get(claim["user_id"])
+        except NotFound:
+            return None
+
+
+@dataclass
+class RefreshToken:
+    token_hash: str
+    user_id: str
+    family: str
+    expires_at: float
+    used: bool = False
+    revoked: bool = False
+    version: str | None = None
+
+
+class RefreshTokenRepository:
+    """Refresh tokens, stored by the SHA-256 of the token: the token itself is never stored."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _doc_id(token_hash: str) -> str:
+        return f"refresh:{token_hash}"
+
+    def add(self, token: RefreshToken) -> None:
+        doc = {
+            "_id": self._doc_id(token.token_hash),
+            "type": "refresh_token",
+            "user_id": token.user_id,
+            "family": token.family,
+            "expires_at": token.expires_at,
+            "used": False,
+            "revoked": False,
+        }
+        token.version = self.db.put(doc)
+
+    def get(self, token_hash: str) -> RefreshToken | None:
+        doc = self.db.get_or_none(self._doc_id(token_hash))
+        if doc is None:
+            return None
+        return RefreshToken(
+            token_hash=token_hash,
+            user_id=doc["user_id"],
+            family=doc["family"],
+            expires_at=doc["expires_at"],
+            used=doc.get("used", False),
+            revoked=doc.get("revoked", False),
+            version=doc["_rev"],
+        )
+
+    def mark_used(self, token: RefreshToken) -> bool:
+        """Mark a token used; False if someone else used it first (a replay)."""
+        doc = self.db.get(self._doc_id(token.token_hash))
+        if doc["_rev"] != token.version or doc.get("used") or doc.get("revoked"):
+            return False
+        doc["used"] = True
+        try:
+            self.db.put(doc)
+        except DocumentConflict:
+            return False
+        return True
+
+    def revoke_family(self, family: str) -> int:
+        """Revoke every token of one login session; returns how many were revoked."""
+        rows = self.db.view(USERS_DESIGN, "refresh_by_family", key=family, include_docs=True)["rows"]
+        docs = [row["doc"] for row in rows if row.get("doc") and not row["doc"].get("revoked")]
+        for doc in docs:
+            doc["revoked"] = True
+        self.db.bulk_docs(docs)
+        return len(docs)
+
+
+def _notebook_to_doc(notebook: Notebook) -> dict[str, Any]:
+    doc = {
+        "_id": notebook.id,
+        "type": "notebook",
+        "name": notebook.name,
+        "description": notebook.description,
+        "owner_id": notebook.owner_id,
+        "is_default": notebook.is_default,
+        "created_at": notebook.created_at,
+        "updated_at": notebook.updated_at,
+    }
+    if notebook.version:
+        doc["_rev"] = notebook.version
+    return doc
+
+
+def _notebook_from_doc(doc: dict[str, Any]) -> Notebook:
+    return Notebook(
+        id=doc["_id"],
+        name=doc["name"],
+        owner_id=doc["owner_id"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        description=doc.get("description"),
+        is_default=bool(doc.get("is_default")),
+        version=doc.get("_rev"),
+    )
+
+
+def _current_rev(db: Database, doc_id: str) -> str | None:
+    current = db.get_or_none(doc_id)
+    return current["_rev"] if current else None
+
+
+def _write_results(db: Database, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bulk write; raise VersionConflict for the first document that conflicted."""
+    results = db.bulk_docs(docs)
+    for doc, result in zip(docs, results, strict=True):
+        if result.get("error") == "conflict":
+            raise VersionConflict("the document was changed by someone else", _current_rev(db, doc["_id"]))
+        if result.get("error"):
+            raise RuntimeError(f"write of {doc['_id']} failed: {result.get('error')}")
+        doc["_rev"] = result["rev"]
+    return results
+
+
+class NotebookRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, notebook: Notebook) -> None:
+        doc = _notebook_to_doc(notebook)
+        notebook.version = self.db.put(doc)
+
+    def get(self, notebook_id: str) -> Notebook | None:
+        doc = self.db.get_or_none(notebook_id)
+        if doc is None or doc.get("type") != "notebook":
+            return None
+        return _notebook_from_doc(doc)
+
+    def get_many(self, notebook_ids: Iterable[str]) -> dict[str, Notebook]:
+        return {
+            doc_id: _notebook_from_doc(doc)
+            for doc_id, doc in self.db.get_many(notebook_ids).items()
+            if doc.get("type") == "notebook"
+        }
+
+    def list_owned(self, owner_id: str) -> list[Notebook]:
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "notebooks_by_owner",
+            startkey=[owner_id],
+            endkey=[owner_id, _HIGH],
+            include_docs=True,
+        )["rows"]
+        return [_notebook_from_doc(row["doc"]) for row in rows if row.get("doc")]
+
+    def update(self, notebook: Notebook) -> None:
+        """Write changes made to `notebook`; its `version` must still be current."""
+        doc = _notebook_to_doc(notebook)
+        _write_results(self.db, [doc])
+        notebook.version = doc["_rev"]
+
+    def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
+        """Live (not trashed) notes per notebook, in one request."""
+        if not notebook_ids:
+            return {}
+        keys = [[nid, False] for nid in dict.fromkeys(notebook_ids)]
+        rows = self.db.view(NOTES_DESIGN, "note_counts", keys=keys, group=True)["rows"]
+        counts = dict.fromkeys(notebook_ids, 0)
+        for row in rows:
+            counts[row["key"][0]] = row["value"]
+        return counts
+
+    def delete_with_notes(self, notebook: Notebook, batch: int = 500) -> int:
+        """Delete a notebook and every document that belongs to it; returns notes deleted."""
+        deleted = 0
+        for trashed in (False, True):
+            while True:
+                rows = self.db.view(
+                    NOTES_DESIGN,
+                    "notes_by_updated",
+                    reduce=False,
+                    limit=batch,
+                    startkey=[f"n:{notebook.id}", trashed],
+                    endkey=[f"n:{notebook.id}", trashed, _HIGH],
+                )["rows"]
+                if not rows:
+                    break
+                ids = [row["id"] for row in rows]
+                current = self.db.all_docs(ids, include_docs=False)
+                tombstones = [
+                    {"_id": row["id"], "_rev": row["value"]["rev"], "_deleted": True}
+                    for row in current
+                    if "value" in row and not row["value"].get("deleted")
+                ]
+                self.db.bulk_docs(tombstones)
+                deleted += len(tombstones)
+        self.db.bulk_docs([{"_id": notebook.id, "_rev": notebook.version, "_deleted": True}])
+        return deleted
+
+
+def note_to_doc(note: Note) -> dict[str, Any]:
+    doc = {
+        "_id": note.id,
+        "type": "note",
+        "notebook_id": note.notebook_id,
+        "owner_id": note.owner_id,
+        "title": note.title,
+        "content": note.content,
+        "tags": list(note.tags),
+        "tag_keys": [tag.casefold() for tag in note.tags],
+        "pinned": note.pinned,
+        "created_at": note.created_at,
+        "updated_at": note.updated_at,
+        "trashed_at": note.trashed_at,
+        "created_by": note.created_by,
+        "updated_by": note.updated_by,
+        "sort_title": normalize(note.title),
+        "tokens": note_tokens(note.title, note.content),
+    }
+    if note.version:
+        doc["_rev"] = note.version
+    return doc
+
+
+def note_from_doc(doc: dict[str, Any]) -> Note:
+    return Note(
+        id=doc["_id"],
+        notebook_id=doc["notebook_id"],
+        owner_id=doc["owner_id"],
+        title=doc["title"],
+        content=doc.get("content", ""),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        created_by=doc["created_by"],
+        updated_by=doc["updated_by"],
+        tags=list(doc.get("tags", [])),
+        pinned=bool(doc.get("pinned")),
+        trashed_at=doc.get("trashed_at"),
+        version=doc.get("_rev"),
+        conflict_versions=list(doc.get("_conflicts", [])),
+    )
+
+
+_SORT_FIELD = {"UPDATED_DESC": 1, "UPDATED_ASC": 1, "CREATED_DESC": 2, "TITLE_ASC": 3}
+
+
+@dataclass(frozen=True)
+class NoteQuery:
+    """What a note listing asks for; `scope` is 'o:<owner id>' or 'n:<notebook id>'."""
+
+    scope: str
+    trashed: bool = False
+    order: str = "UPDATED_DESC"
+    first: int = 20
+    after: str | None = None
+    tag: str | None = None
+    words: tuple[str, ...] = ()
+
+
+class NoteRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, note: Note) -> None:
+        doc = note_to_doc(note)
+        note.version = self.db.put(doc)
+
+    def add_many(self, notes: Sequence[Note]) -> list[str | None]:
+        """Store new notes in one round trip; per note, None or the error."""
+        docs = [note_to_doc(note) for note in notes]
+        errors: list[str | None] = []
+        for note, result in zip(notes, self.db.bulk_docs(docs), strict=True):
+            if result.get("error"):
+                errors.append(str(result.get("reason") or result["error"]))
+            else:
+                note.version = result["rev"]
+                errors.append(None)
+        return errors
+
+    def get(self, note_id: str) -> Note | None:
+        doc = self.db.get_or_none(note_id, conflicts=True)
+        if doc is None or doc.get("type") != "note":
+            return None
+        return note_from_doc(doc)
+
+    def get_many(self, note_ids: Iterable[str]) -> dict[str, Note]:
+        return {
+            doc_id: note_from_doc(doc)
+            for doc_id, doc in self.db.get_many(note_ids).items()
+            if doc.get("type") == "note"
+        }
+
+    def update(self, note: Note) -> None:
+        """Write changes made to `note`; its `version` must still be current."""
+        doc = note_to_doc(note)
+        _write_results(self.db, [doc])
+        note.version = doc["_rev"]
+
+    def delete(self, note: Note) -> None:
+        try:
+            self.db.delete(note.id, note.version or "")
+        except DocumentConflict:
+            raise VersionConflict(
+                "the note was changed by someone else", _current_rev(self.db, note.id)
+            ) from None
+        except DocumentNotFound:
+            pass
+
+    # listing ---------------------------------------------------------------------------------
+    def list_page(self, query: NoteQuery) -> Page:
+        """One page of notes in `query.order`, filtered by tag and words through the term index."""
+        if query.tag is not None or query.words:
+            return self._list_filtered(query)
+        view, descending = ORDER_VIEWS[query.order]
+        low = [query.scope, query.trashed]
+        high = [query.scope, query.trashed, _HIGH]
+        start = high if descending else low
+        if query.after:
+            sort_key, doc_id = decode_cursor(query.after, query.order)
+            start = [query.scope, query.trashed, sort_key, doc_id]
+        result = self.db.view(
+            NOTES_DESIGN,
+            view,
+            reduce=False,
+            include_docs=True,
+            descending=descending,
+            startkey=start,
+            endkey=low if descending else high,
+            limit=query.first + 2,
+        )
+        rows = [row for row in result["rows"] if row.get("doc")]
+        if query.after:
+            rows = [row for row in rows if row["key"][2:] != [sort_key, doc_id]]
+        page_rows = rows[: query.first]
+        notes = [note_from_doc(row["doc"]) for row in page_rows]
+        cursors = [encode_cursor(query.order, row["key"][2], row["id"]) for row in page_rows]
+        return Page(notes, cursors, has_next_page=len(rows) > query.first)
+
+    def count(self, scope: str, trashed: bool) -> int:
+        result = self.db.view(
+            NOTES_DESIGN,
+            "notes_by_updated",
+            reduce=True,
+            startkey=[scope, trashed],
+            endkey=[scope, trashed, _HIGH],
+        )
+        rows = result["rows"]
+        return rows[0]["value"] if rows else 0
+
+    def _list_filtered(self, query: NoteQuery) -> Page:
+        """Intersect the index rows of every term, sort by their stored keys, then fetch one page."""
+        terms = [("g", query.tag.casefold())] if query.tag is not None else []
+        terms = list(dict.fromkeys(terms + [("w", word) for word in query.words]))
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "note_terms",
+            keys=[[query.scope, kind, term] for kind, term in terms],
+        )["rows"]
+        hits: dict[str, int] = {}
+        values: dict[str, list[Any]] = {}
+        for row in rows:
+            if row["value"][0] != query.trashed:
+                continue
+            values[row["id"]] = row["value"]
+            hits[row["id"]] = hits.get(row["id"], 0) + 1
+        wanted = len(terms)
+        field = _SORT_FIELD[query.order]
+        descending = ORDER_VIEWS[query.order][1]
+        matches = sorted(
+            ((values[doc_id][field], doc_id) for doc_id, count in hits.items() if count >= wanted),
+            reverse=descending,
+        )
+        total = len(matches)
+        if query.after:
+            cursor = decode_cursor(query.after, query.order)
+            matches = [m for m in matches if (m < cursor if descending else m > cursor)]
+        page = matches[: query.first]
+        docs = self.db.get_many(doc_id for _, doc_id in page)
+        notes = [note_from_doc(docs[doc_id]) for _, doc_id in page if doc_id in docs]
+        cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
+        return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
+
+    def tag_counts(self, scope: str) -> list[TagCount]:
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "tag_counts",
+            group=True,
+            startkey=[scope],
+            endkey=[scope, _HIGH],
+        )["rows"]
+        counts = [TagCount(row["key"][1], row["value"]) for row in rows]
+        return sorted(counts, key=lambda tc: (-tc.count, tc.tag.casefold()))

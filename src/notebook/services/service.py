@@ -1,0 +1,268 @@
+"""Use cases for notebooks and notes: permissions, validation and business rules live here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from notebook.core import validation
+from notebook.core.domain import (
+    NOTE_PREFIX,
+    NOTEBOOK_PREFIX,
+    Note,
+    Notebook,
+    Page,
+    TagCount,
+    User,
+    require_id,
+    utc_now,
+)
+from notebook.core.errors import DomainError, Forbidden, InvalidInput, NotFound, VersionConflict
+from notebook.core.pagination import NOTE_ORDERS
+from notebook.core.search import tokenize
+from notebook.database.repository import NotebookRepository, NoteQuery, NoteRepository
+from notebook.utils.crypto_utils import new_id
+
+MAX_SEARCH_WORDS = 20
+IMPORT_BATCH = 500
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class NotebookService:
+    """Notebooks a user owns. (Sharing with other users extends `role_of`.)"""
+
+    def __init__(self, notebooks: NotebookRepository) -> None:
+        self.notebooks = notebooks
+
+    def role_of(self, actor: User, notebook: Notebook) -> str | None:
+        return "OWNER" if notebook.owner_id == actor.id else None
+
+    def readable(self, actor: User, notebook_id: str) -> Notebook:
+        """The notebook if `actor` may read it; another user's notebook is NOT_FOUND."""
+        require_id(notebook_id, NOTEBOOK_PREFIX, "notebook")
+        notebook = self.notebooks.get(notebook_id)
+        if notebook is None or self.role_of(actor, notebook) is None:
+            raise NotFound("notebook not found")
+        return notebook
+
+    def writable(self, actor: User, notebook_id: str) -> Notebook:
+        notebook = self.readable(actor, notebook_id)
+        if self.role_of(actor, notebook) not in ("OWNER", "EDITOR"):
+            raise Forbidden("you may not change this notebook")
+        return notebook
+
+    def list_notebooks(self, actor: User) -> list[Notebook]:
+        return self.notebooks.list_owned(actor.id)
+
+    def create_notebook(self, actor: User, name: str, description: str | None = None) -> Notebook:
+        now = utc_now()
+        notebook = Notebook(
+            id=new_id(NOTEBOOK_PREFIX),
+            name=validation.notebook_name(name),
+            description=validation.description(description),
+            owner_id=actor.id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.notebooks.add(notebook)
+        return notebook
+
+    def update_notebook(
+        self, actor: User, notebook_id: str, changes: Mapping[str, Any], version: str
+    ) -> Notebook:
+        notebook = self.readable(actor, notebook_id)
+        if self.role_of(actor, notebook) != "OWNER":
+            raise Forbidden("only the owner may rename a notebook")
+        if notebook.version != version:
+            raise VersionConflict("the notebook was changed by someone else", notebook.version)
+        if changes.get("name") is not None:
+            notebook.name = validation.notebook_name(changes["name"])
+        if "description" in changes:
+            notebook.description = validation.description(changes["description"])
+        notebook.updated_at = utc_now()
+        self.notebooks.update(notebook)
+        return notebook
+
+    def delete_notebook(self, actor: User, notebook_id: str) -> bool:
+        notebook = self.readable(actor, notebook_id)
+        if self.role_of(actor, notebook) != "OWNER":
+            raise Forbidden("only the owner may delete a notebook")
+        if notebook.is_default or notebook.id == actor.default_notebook_id:
+            raise Forbidden("the default notebook cannot be deleted")
+        self.notebooks.delete_with_notes(notebook)
+        return True
+
+    def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
+        return self.notebooks.note_counts(notebook_ids)
+
+
+class NoteService:
+    def __init__(self, notes: NoteRepository, notebooks: NotebookService) -> None:
+        self.notes = notes
+        self.notebook_service = notebooks
+
+    # reading ---------------------------------------------------------------------------------
+    def get_note(self, actor: User, note_id: str) -> Note:
+        require_id(note_id, NOTE_PREFIX, "note")
+        note = self.notes.get(note_id)
+        if note is None:
+            raise NotFound("note not found")
+        try:
+            self.notebook_service.readable(actor, note.notebook_id)
+        except NotFound:
+            raise NotFound("note not found") from None
+        return note
+
+    def list_notes(
+        self,
+        actor: User,
+        notebook_id: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+        tag: str | None = None,
+        search: str | None = None,
+        trashed: bool = False,
+        order: str = "UPDATED_DESC",
+    ) -> Page:
+        if order not in NOTE_ORDERS:
+            raise InvalidInput("unknown orderBy", field="orderBy")
+        if notebook_id is not None:
+            scope = "n:" + self.notebook_service.readable(actor, notebook_id).id
+        else:
+            scope = "o:" + actor.id
+        words = tuple(tokenize(search or ""))
+        if len(words) > MAX_SEARCH_WORDS:
+            raise InvalidInput(f"search has more than {MAX_SEARCH_WORDS} words", field="search")
+        if tag is not None:
+            tag = validation.tags([tag])[0]
+        query = NoteQuery(
+            scope=scope,
+            trashed=bool(trashed),
+            order=order,
+            first=validation.page_size(first),
+            after=after,
+            tag=tag,
+            words=words,
+        )
+        return self.notes.list_page(query)
+
+    def count_notes(self, actor: User, notebook_id: str | None, trashed: bool) -> int:
+        scope = "n:" + notebook_id if notebook_id else "o:" + actor.id
+        return self.notes.count(scope, trashed)
+
+    def tags(self, actor: User) -> list[TagCount]:
+        return self.notes.tag_counts("o:" + actor.id)
+
+    # writing ---------------------------------------------------------------------------------
+    def _new_note(self, actor: User, notebook: Notebook, fields: Mapping[str, Any]) -> Note:
+        now = utc_now()
+        return Note(
+            id=new_id(NOTE_PREFIX),
+            notebook_id=notebook.id,
+            owner_id=notebook.owner_id,
+            title=validation.title(fields.get("title")),
+            content=validation.content(fields.get("content") or ""),
+            tags=validation.tags(fields.get("tags") or []),
+            pinned=bool(fields.get("pinned") or False),
+            created_at=now,
+            updated_at=now,
+            created_by=actor.id,
+            updated_by=actor.id,
+        )
+
+    def _target_notebook(self, actor: User, notebook_id: str | None) -> Notebook:
+        target = notebook_id or actor.default_notebook_id
+        if not target:
+            raise InvalidInput("notebookId is required", field="notebookId")
+        return self.notebook_service.writable(actor, target)
+
+    def create_note(self, actor: User, fields: Mapping[str, Any]) -> Note:
+        notebook = self._target_notebook(actor, fields.get("notebook_id"))
+        note = self._new_note(actor, notebook, fields)
+        self.notes.add(note)
+        return note
+
+    def _editable(self, actor: User, note_id: str) -> Note:
+        note = self.get_note(actor, note_id)
+        self.notebook_service.writable(actor, note.notebook_id)
+        return note
+
+    def update_note(self, actor: User, note_id: str, changes: Mapping[str, Any], version: str) -> Note:
+        note = self._editable(actor, note_id)
+        if note.version != version:
+            raise VersionConflict("the note was changed by someone else", note.version)
+        if changes.get("title") is not None:
+            note.title = validation.title(changes["title"])
+        if changes.get("content") is not None:
+            note.content = validation.content(changes["content"])
+        if changes.get("tags") is not None:
+            note.tags = validation.tags(changes["tags"])
+        if changes.get("pinned") is not None:
+            note.pinned = bool(changes["pinned"])
+        return self._save(actor, note)
+
+    def move_note(self, actor: User, note_id: str, notebook_id: str) -> Note:
+        note = self._editable(actor, note_id)
+        target = self.notebook_service.writable(actor, notebook_id)
+        if target.id == note.notebook_id:
+            return note
+        note.notebook_id = target.id
+        note.owner_id = target.owner_id
+        return self._save(actor, note)
+
+    def trash_note(self, actor: User, note_id: str) -> Note:
+        note = self._editable(actor, note_id)
+        if note.trashed:
+            return note
+        note.trashed_at = utc_now()
+        return self._save(actor, note)
+
+    def restore_note(self, actor: User, note_id: str) -> Note:
+        note = self._editable(actor, note_id)
+        if not note.trashed:
+            return note
+        note.trashed_at = None
+        return self._save(actor, note)
+
+    def delete_note(self, actor: User, note_id: str) -> bool:
+        note = self._editable(actor, note_id)
+        if not note.trashed:
+            raise InvalidInput("only a note in the trash can be deleted; trash it first", field="id")
+        self.notes.delete(note)
+        return True
+
+    def import_notes(self, actor: User, notebook_id: str, items: Sequence[Mapping[str, Any]]) -> ImportResult:
+        """Validate every note, then store the valid ones with one bulk write per batch."""
+        notebook = self.notebook_service.writable(actor, notebook_id)
+        if len(items) > validation.MAX_IMPORT_NOTES:
+            raise InvalidInput(f"import at most {validation.MAX_IMPORT_NOTES} notes at once", field="notes")
+        result = ImportResult()
+        valid: list[Note] = []
+        for index, item in enumerate(items):
+            try:
+                valid.append(self._new_note(actor, notebook, item))
+            except DomainError as exc:
+                result.failed += 1
+                result.errors.append(f"notes[{index}]: {exc.message}")
+        for start in range(0, len(valid), IMPORT_BATCH):
+            batch = valid[start : start + IMPORT_BATCH]
+            for note, error in zip(batch, self.notes.add_many(batch), strict=True):
+                if error is None:
+                    result.imported += 1
+                else:
+                    result.failed += 1
+                    result.errors.append(f"{note.title[:40]}: {error}")
+        return result
+
+    def _save(self, actor: User, note: Note) -> Note:
+        note.updated_at = utc_now()
+        note.updated_by = actor.id
+        self.notes.update(note)
+        return note
