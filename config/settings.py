@@ -48,6 +48,8 @@ class Config:
     replication_retry_seconds: int = 30
     health_probe_seconds: float = 1.0
     revision_retention: int = 100
+    conflict_resolver: bool = True
+    conflict_poll_seconds: float = 5.0
 
     encryption_key_path: str = "config/encryption.key"
     key_store_path: str = "config/key_store.json"
@@ -92,6 +94,7 @@ class TestingConfig(Config):
     secret_key: str = "testing-secret-key-not-for-production"
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
+    conflict_resolver: bool = False  # tests drive the resolver themselves
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REPLICATION_RETRY_SECONDS": ("replication_retry_seconds", int),
     "HEALTH_PROBE_SECONDS": ("health_probe_seconds", float),
     "REVISION_RETENTION": ("revision_retention", int),
+    "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
+    "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
     "CORS_ORIGINS": ("cors_origins", _list),

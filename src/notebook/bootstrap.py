@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from config.settings import Config
+from notebook.database.conflicts import conflict_stores
 from notebook.database.couchdb_client import CouchDBClient
 from notebook.database.design_docs import Databases, ensure_schema, open_databases
 from notebook.database.repository import (
@@ -14,6 +16,7 @@ from notebook.database.repository import (
     UserRepository,
 )
 from notebook.services.auth_service import AuthService, LoginThrottle
+from notebook.services.conflict_service import ConflictResolver
 from notebook.services.service import NotebookService, NoteService
 
 
@@ -26,8 +29,22 @@ class Services:
     auth: AuthService
     notebooks: NotebookService
     notes: NoteService
+    resolver: ConflictResolver
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start_conflict_resolver(self) -> threading.Thread:
+        """Follow the changes feed and settle conflicts in a daemon thread until close()."""
+        thread = threading.Thread(
+            target=self.resolver.run,
+            args=(self.stopping, self.config.conflict_poll_seconds),
+            name="conflict-resolver",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
     def close(self) -> None:
+        self.stopping.set()
         self.couch.close()
 
 
@@ -54,5 +71,8 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         refresh_token_seconds=config.refresh_token_seconds,
         throttle=LoginThrottle(config.login_attempts_per_window, config.login_window_seconds),
     )
-    notes = NoteService(NoteRepository(databases.notes), notebooks)
-    return Services(config, couch, databases, users, auth, notebooks, notes)
+    note_repo = NoteRepository(databases.notes)
+    notes_store, users_store = conflict_stores(databases.notes, databases.users)
+    resolver = ConflictResolver(note_repo, notes_store, [users_store])
+    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
+    return Services(config, couch, databases, users, auth, notebooks, notes, resolver)

@@ -68,6 +68,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     installer = SchemaInstaller(services)
     installer.ensure()
     app.extensions["notebook"] = services
+    if config.conflict_resolver:
+        services.start_conflict_resolver()
     schema = build_schema()
     rules = [depth_limit_rule(config.graphql_max_depth)]
     explorer_html = ExplorerGraphiQL(title="NoteBook GraphQL").html(None) if config.graphql_explorer else None

@@ -17,7 +17,7 @@ from ariadne import (
 from graphql import GraphQLResolveInfo, GraphQLSchema
 
 from notebook.bootstrap import Services
-from notebook.core.domain import Note, Notebook, Page, User
+from notebook.core.domain import Note, Notebook, NoteRevision, Page, User
 from notebook.core.errors import Forbidden, Unauthenticated
 from notebook.services.auth_service import AuthResult
 
@@ -110,6 +110,8 @@ mutation = MutationType()
 datetime_scalar = ScalarType("DateTime")
 notebook_type = ObjectType("Notebook")
 note_type = ObjectType("Note")
+revision_type = ObjectType("NoteRevision")
+conflict_type = ObjectType("NoteConflict")
 
 
 @datetime_scalar.serializer
@@ -315,11 +317,21 @@ def resolve_import_notes(
 
 
 @mutation.field("restoreNoteRevision")
-@mutation.field("resolveNoteConflict")
-def resolve_not_yet(_: Any, info: GraphQLResolveInfo, id: str, **_args: Any) -> Note:
+def resolve_restore_note_revision(_: Any, info: GraphQLResolveInfo, id: str, revision_id: str) -> Note:
     context = ctx(info)
-    context.services.notes.get_note(context.user, id)
-    raise Forbidden("note history is not available yet")
+    return context.services.notes.restore_note_revision(context.user, id, revision_id)
+
+
+@mutation.field("resolveNoteConflict")
+def resolve_resolve_note_conflict(
+    _: Any,
+    info: GraphQLResolveInfo,
+    id: str,
+    keep_version: str | None = None,
+    merged: dict[str, Any] | None = None,
+) -> Note:
+    context = ctx(info)
+    return context.services.notes.resolve_note_conflict(context.user, id, keep_version, merged)
 
 
 # object fields --------------------------------------------------------------------------------
@@ -361,14 +373,29 @@ def resolve_created_by(note: Note, info: GraphQLResolveInfo) -> User | None:
 
 
 @note_type.field("updatedBy")
+@conflict_type.field("updatedBy")
 def resolve_updated_by(note: Note, info: GraphQLResolveInfo) -> User | None:
     return ctx(info).users.load(note.updated_by)
 
 
 @note_type.field("revisions")
+def resolve_revisions(note: Note, info: GraphQLResolveInfo, first: int = 20) -> list[NoteRevision]:
+    context = ctx(info)
+    revisions = context.services.notes.revisions(note, first)
+    context.users.prime(revision.author_id for revision in revisions)
+    return revisions
+
+
 @note_type.field("conflicts")
-def resolve_note_history(note: Note, info: GraphQLResolveInfo, **_args: Any) -> list[Any]:
-    return []
+def resolve_conflicts(note: Note, info: GraphQLResolveInfo) -> list[Note]:
+    if not note.conflict_versions:
+        return []
+    return ctx(info).services.notes.conflicts(note)
+
+
+@revision_type.field("author")
+def resolve_revision_author(revision: NoteRevision, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).users.load(revision.author_id)
 
 
 def build_schema() -> GraphQLSchema:
@@ -381,5 +408,7 @@ def build_schema() -> GraphQLSchema:
         datetime_scalar,
         notebook_type,
         note_type,
+        revision_type,
+        conflict_type,
         convert_names_case=True,
     )

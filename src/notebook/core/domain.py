@@ -88,3 +88,42 @@ class Page:
     cursors: list[str]
     has_next_page: bool
     total_count: int | None = None
+
+
+REVISION_PREFIX = "rev:"
+REVISION_REASONS = ("EDIT", "RESTORE", "CONFLICT_MERGE", "CONFLICT_LOSER")
+
+
+def revision_id(note_id: str, replaced_version: str) -> str:
+    """One revision per replaced version: writing it twice (two resolvers) is harmless."""
+    return f"{REVISION_PREFIX}{note_id[len(NOTE_PREFIX):]}:{replaced_version}"
+
+
+@dataclass
+class NoteRevision:
+    """A version of a note that an edit, a restore or a conflict resolution replaced."""
+
+    id: str
+    note_id: str
+    title: str
+    content: str
+    tags: list[str]
+    created_at: str
+    author_id: str | None
+    reason: str
+    replaced_version: str
+
+    @classmethod
+    def of(cls, note: Note, reason: str) -> NoteRevision:
+        """The revision that keeps `note` as it is now."""
+        return cls(
+            id=revision_id(note.id, note.version or ""),
+            note_id=note.id,
+            title=note.title,
+            content=note.content,
+            tags=list(note.tags),
+            created_at=note.updated_at,
+            author_id=note.updated_by,
+            reason=reason,
+            replaced_version=note.version or "",
+        )

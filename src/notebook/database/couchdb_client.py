@@ -230,6 +230,12 @@ class Database:
         except DocumentNotFound:
             return None
 
+    def open_revs(self, doc_id: str, revs: Sequence[str], history: bool = False) -> list[dict[str, Any]]:
+        """Bodies of specific leaf revisions (conflict leaves), in one request; missing ones skipped."""
+        params: dict[str, Any] = {"open_revs": json.dumps(list(revs)), "revs": history}
+        answers = self._request("GET", quote_id(doc_id), params=params)
+        return [answer["ok"] for answer in answers if isinstance(answer, dict) and answer.get("ok")]
+
     def put(self, doc: dict[str, Any]) -> str:
         """Create or update a document; return its new revision (DocumentConflict if stale)."""
         result = self._request("PUT", quote_id(doc["_id"]), body=doc)
@@ -248,21 +254,21 @@ class Database:
             body["new_edits"] = False
         return self._request("POST", "_bulk_docs", body=body)
 
-    def all_docs(self, keys: Iterable[str], include_docs: bool = True) -> list[dict[str, Any]]:
+    def all_docs(self, keys: Iterable[str], include_docs: bool = True, **params: Any) -> list[dict[str, Any]]:
         """Fetch documents by id in one round trip; missing ones come back without `doc`."""
         keys = list(dict.fromkeys(keys))
         if not keys:
             return []
         result = self._request(
-            "POST", "_all_docs", params={"include_docs": include_docs}, body={"keys": keys}
+            "POST", "_all_docs", params={"include_docs": include_docs, **params}, body={"keys": keys}
         )
         return result["rows"]
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Documents by id, skipping missing and deleted ones."""
+    def get_many(self, keys: Iterable[str], **params: Any) -> dict[str, dict[str, Any]]:
+        """Documents by id, skipping missing and deleted ones; `params` as for `_all_docs`."""
         return {
             row["id"]: row["doc"]
-            for row in self.all_docs(keys)
+            for row in self.all_docs(keys, **params)
             if row.get("doc") and not row.get("value", {}).get("deleted")
         }
 

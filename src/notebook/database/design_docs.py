@@ -48,6 +48,19 @@ _NOTEBOOKS_BY_OWNER_VIEW = """function (doc) {
   if (doc.type === 'notebook') emit([doc.owner_id, doc.created_at], null);
 }"""
 
+_REVISIONS_BY_NOTE_VIEW = """function (doc) {
+  if (doc.type === 'note_revision') emit([doc.note_id, doc.created_at], null);
+}"""
+
+_REVISIONS_OF_NOTE_VIEW = """function (doc) {
+  if (doc.type === 'note_revision') emit(doc.note_id, null);
+}"""
+
+# documents with conflict leaves, whatever the node or the changes-feed position (see conflicts.py)
+_CONFLICTED_VIEW = """function (doc) {
+  if (doc._conflicts) emit(doc.type || null, null);
+}"""
+
 _REFRESH_BY_FAMILY_VIEW = """function (doc) {
   if (doc.type === 'refresh_token') emit(doc.family, null);
 }"""
@@ -72,12 +85,18 @@ NOTES_DESIGN_DOC = {
         "tag_counts": {"map": _TAG_COUNTS_VIEW, "reduce": "_count"},
         "note_counts": {"map": _NOTE_COUNTS_VIEW, "reduce": "_count"},
         "notebooks_by_owner": {"map": _NOTEBOOKS_BY_OWNER_VIEW},
+        "revisions_by_note": {"map": _REVISIONS_BY_NOTE_VIEW},
+        "revisions_of_note": {"map": _REVISIONS_OF_NOTE_VIEW},
+        "conflicted": {"map": _CONFLICTED_VIEW},
     },
 }
 
 USERS_DESIGN_DOC = {
     "language": "javascript",
-    "views": {"refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW}},
+    "views": {
+        "refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW},
+        "conflicted": {"map": _CONFLICTED_VIEW},
+    },
 }
 
 
@@ -114,4 +133,5 @@ def ensure_schema(databases: Databases, warm: bool = True) -> None:
     if warm:
         for view in NOTES_DESIGN_DOC["views"]:
             databases.notes.view(NOTES_DESIGN, view, limit=0)
-        databases.users.view(USERS_DESIGN, "refresh_by_family", limit=0)
+        for view in USERS_DESIGN_DOC["views"]:
+            databases.users.view(USERS_DESIGN, view, limit=0)

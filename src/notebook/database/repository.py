@@ -7,11 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notebook.core.domain import Note, Notebook, Page, TagCount, User
+from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, User
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import normalize, note_tokens
-from notebook.database.couchdb_client import Database, DocumentConflict, DocumentNotFound
+from notebook.database.couchdb_client import Database, DocumentConflict
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
 # the last possible key inside a view key range, in CouchDB collation
@@ -198,10 +198,30 @@ def _current_rev(db: Database, doc_id: str) -> str | None:
     return current["_rev"] if current else None
 
 
+def _tombstones(db: Database, doc_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Deletion stubs for the current revisions of the documents that still exist."""
+    rows = db.all_docs(doc_ids, include_docs=False)
+    return [
+        {"_id": row["id"], "_rev": row["value"]["rev"], "_deleted": True}
+        for row in rows
+        if "value" in row and not row["value"].get("deleted")
+    ]
+
+
+def result_for(results: Sequence[dict[str, Any]], doc_id: str) -> dict[str, Any]:
+    """The `_bulk_docs` result of one document. Results are matched by id, never by position:
+    pouchdb-server does not always answer in the order of the request."""
+    for result in results:
+        if result.get("id") == doc_id:
+            return result
+    return {"id": doc_id, "error": "missing_result"}
+
+
 def _write_results(db: Database, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bulk write; raise VersionConflict for the first document that conflicted."""
     results = db.bulk_docs(docs)
-    for doc, result in zip(docs, results, strict=True):
+    for doc in docs:
+        result = result_for(results, doc["_id"])
         if result.get("error") == "conflict":
             raise VersionConflict("the document was changed by someone else", _current_rev(db, doc["_id"]))
         if result.get("error"):
@@ -273,15 +293,13 @@ class NotebookRepository:
                 )["rows"]
                 if not rows:
                     break
-                ids = [row["id"] for row in rows]
-                current = self.db.all_docs(ids, include_docs=False)
-                tombstones = [
-                    {"_id": row["id"], "_rev": row["value"]["rev"], "_deleted": True}
-                    for row in current
-                    if "value" in row and not row["value"].get("deleted")
-                ]
-                self.db.bulk_docs(tombstones)
-                deleted += len(tombstones)
+                note_ids = [row["id"] for row in rows]
+                revisions = self.db.view(NOTES_DESIGN, "revisions_of_note", keys=note_ids)["rows"]
+                tombstones = _tombstones(self.db, note_ids + [row["id"] for row in revisions])
+                written = [r for r in self.db.bulk_docs(tombstones) if not r.get("error")]
+                if not written:
+                    break  # nothing could be deleted: stop rather than loop on the same rows
+                deleted += len(note_ids)
         self.db.bulk_docs([{"_id": notebook.id, "_rev": notebook.version, "_deleted": True}])
         return deleted
 
@@ -329,6 +347,41 @@ def note_from_doc(doc: dict[str, Any]) -> Note:
     )
 
 
+def revision_to_doc(revision: NoteRevision, note: Note) -> dict[str, Any]:
+    return {
+        "_id": revision.id,
+        "type": "note_revision",
+        "note_id": revision.note_id,
+        "notebook_id": note.notebook_id,
+        "owner_id": note.owner_id,
+        "title": revision.title,
+        "content": revision.content,
+        "tags": list(revision.tags),
+        "created_at": revision.created_at,
+        "author_id": revision.author_id,
+        "reason": revision.reason,
+        "replaced_version": revision.replaced_version,
+    }
+
+
+def revision_from_doc(doc: dict[str, Any]) -> NoteRevision:
+    return NoteRevision(
+        id=doc["_id"],
+        note_id=doc["note_id"],
+        title=doc["title"],
+        content=doc.get("content", ""),
+        tags=list(doc.get("tags", [])),
+        created_at=doc["created_at"],
+        author_id=doc.get("author_id"),
+        reason=doc["reason"],
+        replaced_version=doc["replaced_version"],
+    )
+
+
+def _fields(note: Note) -> tuple[str, str, list[str]]:
+    return (note.title, note.content, note.tags)
+
+
 _SORT_FIELD = {"UPDATED_DESC": 1, "UPDATED_ASC": 1, "CREATED_DESC": 2, "TITLE_ASC": 3}
 
 
@@ -357,7 +410,9 @@ class NoteRepository:
         """Store new notes in one round trip; per note, None or the error."""
         docs = [note_to_doc(note) for note in notes]
         errors: list[str | None] = []
-        for note, result in zip(notes, self.db.bulk_docs(docs), strict=True):
+        results = self.db.bulk_docs(docs)
+        for note in notes:
+            result = result_for(results, note.id)
             if result.get("error"):
                 errors.append(str(result.get("reason") or result["error"]))
             else:
@@ -374,25 +429,100 @@ class NoteRepository:
     def get_many(self, note_ids: Iterable[str]) -> dict[str, Note]:
         return {
             doc_id: note_from_doc(doc)
-            for doc_id, doc in self.db.get_many(note_ids).items()
+            for doc_id, doc in self.db.get_many(note_ids, conflicts=True).items()
             if doc.get("type") == "note"
         }
 
-    def update(self, note: Note) -> None:
-        """Write changes made to `note`; its `version` must still be current."""
+    def get_versions(self, note_id: str, versions: Sequence[str]) -> list[Note]:
+        """Specific versions of a note (conflict leaves), in one request."""
+        if not versions:
+            return []
+        return [note_from_doc(doc) for doc in self.db.open_revs(note_id, versions) if not doc.get("_deleted")]
+
+    def update(self, note: Note, revision: NoteRevision | None = None) -> None:
+        """Write changes made to `note` (its `version` must be current) together with the
+        revision that keeps the replaced version, in one round trip."""
         doc = note_to_doc(note)
-        _write_results(self.db, [doc])
-        note.version = doc["_rev"]
+        docs = [doc] if revision is None else [doc, revision_to_doc(revision, note)]
+        result = result_for(self.db.bulk_docs(docs), note.id)
+        if result.get("error") == "conflict":
+            raise VersionConflict("the note was changed by someone else", _current_rev(self.db, note.id))
+        if result.get("error"):
+            raise RuntimeError(f"write of {note.id} failed: {result['error']}")
+        note.version = result["rev"]
 
     def delete(self, note: Note) -> None:
-        try:
-            self.db.delete(note.id, note.version or "")
-        except DocumentConflict:
+        """Delete a note and every revision of it."""
+        rows = self.db.view(NOTES_DESIGN, "revisions_of_note", key=note.id)["rows"]
+        docs = [{"_id": note.id, "_rev": note.version, "_deleted": True}]
+        docs += _tombstones(self.db, [row["id"] for row in rows])
+        if result_for(self.db.bulk_docs(docs), note.id).get("error") == "conflict":
+            raise VersionConflict("the note was changed by someone else", _current_rev(self.db, note.id))
+
+    def write_resolution(
+        self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
+    ) -> None:
+        """Settle a conflict in one round trip: the winner, a deletion per losing leaf and the
+        revisions keeping every replaced version. Raises VersionConflict if the winner moved on."""
+        doc = note_to_doc(note)
+        doc.pop("_conflicts", None)
+        docs = [doc]
+        docs += [{"_id": note.id, "_rev": version, "_deleted": True} for version in losing_versions]
+        docs += [revision_to_doc(revision, note) for revision in revisions]
+        results = self.db.bulk_docs(docs)
+        written = {
+            r["rev"] for r in results if r.get("id") == note.id and r.get("rev") and not r.get("error")
+        }
+        # the winner and the deletions share one id, so read back which leaf won
+        current = self.db.get_or_none(note.id, conflicts=True)
+        stored = note_from_doc(current) if current else None
+        if stored is None or stored.version not in written or _fields(stored) != _fields(note):
             raise VersionConflict(
-                "the note was changed by someone else", _current_rev(self.db, note.id)
-            ) from None
-        except DocumentNotFound:
-            pass
+                "the note changed while its conflict was settled", stored.version if stored else None
+            )
+        note.version = stored.version
+        note.conflict_versions = stored.conflict_versions
+
+    # history -----------------------------------------------------------------------------------
+    def revisions(self, note_id: str, first: int) -> list[NoteRevision]:
+        """Revisions of a note, newest first."""
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "revisions_by_note",
+            descending=True,
+            include_docs=True,
+            limit=first,
+            startkey=[note_id, _HIGH],
+            endkey=[note_id],
+        )["rows"]
+        return [revision_from_doc(row["doc"]) for row in rows if row.get("doc")]
+
+    def get_revision(self, revision_id: str) -> NoteRevision | None:
+        doc = self.db.get_or_none(revision_id)
+        if doc is None or doc.get("type") != "note_revision":
+            return None
+        return revision_from_doc(doc)
+
+    def get_revisions(self, revision_ids: Iterable[str]) -> dict[str, NoteRevision]:
+        return {
+            doc_id: revision_from_doc(doc)
+            for doc_id, doc in self.db.get_many(revision_ids).items()
+            if doc.get("type") == "note_revision"
+        }
+
+    def prune_revisions(self, note_id: str, keep: int) -> int:
+        """Delete the oldest revisions beyond `keep`; returns how many were deleted."""
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "revisions_by_note",
+            descending=True,
+            limit=keep + 50,
+            startkey=[note_id, _HIGH],
+            endkey=[note_id],
+        )["rows"][keep:]
+        tombstones = _tombstones(self.db, [row["id"] for row in rows])
+        self.db.bulk_docs(tombstones)
+        return len(tombstones)
 
     # listing ---------------------------------------------------------------------------------
     def list_page(self, query: NoteQuery) -> Page:
@@ -411,6 +541,7 @@ class NoteRepository:
             view,
             reduce=False,
             include_docs=True,
+            conflicts=True,
             descending=descending,
             startkey=start,
             endkey=low if descending else high,

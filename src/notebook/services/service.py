@@ -10,8 +10,10 @@ from notebook.core import validation
 from notebook.core.domain import (
     NOTE_PREFIX,
     NOTEBOOK_PREFIX,
+    REVISION_PREFIX,
     Note,
     Notebook,
+    NoteRevision,
     Page,
     TagCount,
     User,
@@ -22,9 +24,11 @@ from notebook.core.errors import DomainError, Forbidden, InvalidInput, NotFound,
 from notebook.core.pagination import NOTE_ORDERS
 from notebook.core.search import tokenize
 from notebook.database.repository import NotebookRepository, NoteQuery, NoteRepository
+from notebook.services.conflict_service import ConflictResolver
 from notebook.utils.crypto_utils import new_id
 
 MAX_SEARCH_WORDS = 20
+PRUNE_EVERY = 10  # revision retention is checked on every tenth edit of a note
 IMPORT_BATCH = 500
 
 
@@ -103,10 +107,22 @@ class NotebookService:
         return self.notebooks.note_counts(notebook_ids)
 
 
+def _generation(version: str | None) -> int:
+    return int((version or "0").partition("-")[0] or 0)
+
+
 class NoteService:
-    def __init__(self, notes: NoteRepository, notebooks: NotebookService) -> None:
+    def __init__(
+        self,
+        notes: NoteRepository,
+        notebooks: NotebookService,
+        resolver: ConflictResolver,
+        revision_retention: int = 100,
+    ) -> None:
         self.notes = notes
         self.notebook_service = notebooks
+        self.resolver = resolver
+        self.revision_retention = revision_retention
 
     # reading ---------------------------------------------------------------------------------
     def get_note(self, actor: User, note_id: str) -> Note:
@@ -198,6 +214,7 @@ class NoteService:
         note = self._editable(actor, note_id)
         if note.version != version:
             raise VersionConflict("the note was changed by someone else", note.version)
+        previous = NoteRevision.of(note, "EDIT")
         if changes.get("title") is not None:
             note.title = validation.title(changes["title"])
         if changes.get("content") is not None:
@@ -206,7 +223,7 @@ class NoteService:
             note.tags = validation.tags(changes["tags"])
         if changes.get("pinned") is not None:
             note.pinned = bool(changes["pinned"])
-        return self._save(actor, note)
+        return self._save(actor, note, previous)
 
     def move_note(self, actor: User, note_id: str, notebook_id: str) -> Note:
         note = self._editable(actor, note_id)
@@ -261,8 +278,42 @@ class NoteService:
                     result.errors.append(f"{note.title[:40]}: {error}")
         return result
 
-    def _save(self, actor: User, note: Note) -> Note:
+    def _save(self, actor: User, note: Note, previous: NoteRevision | None = None) -> Note:
+        """Write the note; `previous` is kept as a revision if title, content or tags changed."""
+        if previous is not None and (previous.title, previous.content, previous.tags) == (
+            note.title,
+            note.content,
+            note.tags,
+        ):
+            previous = None
         note.updated_at = utc_now()
         note.updated_by = actor.id
-        self.notes.update(note)
+        self.notes.update(note, previous)
+        if previous is not None and _generation(note.version) % PRUNE_EVERY == 0:
+            self.notes.prune_revisions(note.id, self.revision_retention)
         return note
+
+    # history -----------------------------------------------------------------------------------
+    def revisions(self, note: Note, first: int = 20) -> list[NoteRevision]:
+        """Earlier versions of a note the caller has already been allowed to read."""
+        return self.notes.revisions(note.id, validation.page_size(first))
+
+    def restore_note_revision(self, actor: User, note_id: str, revision_id: str) -> Note:
+        note = self._editable(actor, note_id)
+        require_id(revision_id, REVISION_PREFIX, "revision")
+        revision = self.notes.get_revision(revision_id)
+        if revision is None or revision.note_id != note.id:
+            raise NotFound("revision not found")
+        previous = NoteRevision.of(note, "RESTORE")
+        note.title, note.content, note.tags = revision.title, revision.content, list(revision.tags)
+        return self._save(actor, note, previous)
+
+    def conflicts(self, note: Note) -> list[Note]:
+        """The competing versions replication left on a note, as notes."""
+        return self.notes.get_versions(note.id, note.conflict_versions)
+
+    def resolve_note_conflict(
+        self, actor: User, note_id: str, keep_version: str | None, merged: Mapping[str, Any] | None
+    ) -> Note:
+        note = self._editable(actor, note_id)
+        return self.resolver.resolve_by_person(actor, note, keep_version, merged)

@@ -1,0 +1,116 @@
+"""Finding and reading CouchDB conflict leaves, and settling documents that need no merge.
+
+How conflicts are found, on CouchDB 3 and pouchdb-server alike:
+- the changes feed with `style=all_docs` lists every leaf revision of a changed document, so a
+  change with more than one leaf is a candidate;
+- the `conflicted` view (map functions see `_conflicts`) lists every conflicted document no
+  matter which node's feed position we hold, so nothing is missed after a failover.
+Every write here is idempotent: a second resolver doing the same work gets a harmless 409.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from notebook.database.couchdb_client import BadRequest, Database
+from notebook.database.design_docs import NOTES_DESIGN, USERS_DESIGN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Leaf:
+    """One live leaf of a document: its body and its revision history, newest first."""
+
+    doc: dict[str, Any]
+    history: list[str]
+
+    @property
+    def rev(self) -> str:
+        return self.doc["_rev"]
+
+
+def rev_order(rev: str) -> tuple[int, str]:
+    generation, _, rev_hash = rev.partition("-")
+    return (int(generation or 0), rev_hash)
+
+
+def history_of(doc: dict[str, Any]) -> list[str]:
+    revisions = doc.get("_revisions")
+    if not revisions:
+        return [doc["_rev"]]
+    start = revisions["start"]
+    return [f"{start - i}-{rev_id}" for i, rev_id in enumerate(revisions["ids"])]
+
+
+class ConflictStore:
+    """Conflict bookkeeping of one database."""
+
+    def __init__(self, db: Database, design: str) -> None:
+        self.db = db
+        self.design = design
+
+    def conflicted_ids(self, limit: int = 200) -> list[str]:
+        rows = self.db.view(self.design, "conflicted", limit=limit)["rows"]
+        return list(dict.fromkeys(row["id"] for row in rows))
+
+    def changed_with_leaves(
+        self, since: str | int, timeout_ms: int, limit: int = 500
+    ) -> tuple[list[str], Any]:
+        """Wait for changes after `since`; return ids that have more than one leaf, and the new position."""
+        params: dict[str, Any] = {
+            "since": since,
+            "style": "all_docs",
+            "limit": limit,
+            "feed": "longpoll",
+            "timeout": timeout_ms,
+        }
+        try:
+            result = self.db.changes(**params)
+        except BadRequest:
+            # a position from another node: start again from now
+            result = self.db.changes(since="now", limit=1)
+            return [], result.get("last_seq", "now")
+        ids = [row["id"] for row in result["results"] if len(row.get("changes", [])) > 1]
+        return ids, result.get("last_seq", since)
+
+    def leaves(self, doc_id: str) -> list[Leaf]:
+        """The winning leaf first, then the losing live leaves; [] if the document is gone."""
+        winner = self.db.get_or_none(doc_id, conflicts=True, revs=True)
+        if winner is None:
+            return []
+        leaves = [Leaf(winner, history_of(winner))]
+        losers = winner.get("_conflicts", [])
+        if losers:
+            for doc in self.db.open_revs(doc_id, losers, history=True):
+                if not doc.get("_deleted"):
+                    leaves.append(Leaf(doc, history_of(doc)))
+        for leaf in leaves:
+            leaf.doc.pop("_conflicts", None)
+        return leaves
+
+    def settle_by_rule(self, doc_id: str) -> bool:
+        """Settle a non-note document: refresh tokens keep every used/revoked flag; other
+        documents keep the last written leaf (updated_at, then CouchDB's own order)."""
+        leaves = self.leaves(doc_id)
+        if len(leaves) < 2:
+            return False
+        winner, losers = leaves[0], leaves[1:]
+        chosen = max(leaves, key=lambda leaf: (str(leaf.doc.get("updated_at", "")), rev_order(leaf.rev)))
+        body = {k: v for k, v in chosen.doc.items() if k != "_revisions"}
+        if body.get("type") == "refresh_token":
+            body["used"] = any(leaf.doc.get("used") for leaf in leaves)
+            body["revoked"] = any(leaf.doc.get("revoked") for leaf in leaves)
+        body["_rev"] = winner.rev
+        docs = [{"_id": doc_id, "_rev": leaf.rev, "_deleted": True} for leaf in losers]
+        same_as_winner = {k: v for k, v in winner.doc.items() if k != "_revisions"} == body
+        if not same_as_winner:
+            docs.insert(0, body)
+        results = self.db.bulk_docs(docs)
+        return not any(r.get("error") for r in results)
+
+
+def conflict_stores(notes: Database, users: Database) -> tuple[ConflictStore, ConflictStore]:
+    return ConflictStore(notes, NOTES_DESIGN), ConflictStore(users, USERS_DESIGN)

@@ -1,0 +1,225 @@
+"""Settling replication conflicts without losing an edit.
+
+Notes merge field by field (core/merge.py) from their common ancestor, which is found through
+the revision documents the write path keeps, so merging still works after compaction. When
+content edits overlap, the conflict stays visible (`Note.conflicts`) until a person settles it
+with `resolve_note_conflict`. Every replaced version is kept as a revision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from notebook.core import validation
+from notebook.core.domain import Note, NoteRevision, User, revision_id, utc_now
+from notebook.core.errors import InvalidInput, VersionConflict
+from notebook.core.merge import NoteVersion, merge_versions
+from notebook.database.conflicts import ConflictStore, Leaf
+from notebook.database.couchdb_client import CouchError
+from notebook.database.repository import NoteRepository, note_from_doc
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+def version_of(note: Note | NoteRevision, version: str = "") -> NoteVersion:
+    if isinstance(note, NoteRevision):
+        return NoteVersion(
+            title=note.title,
+            content=note.content,
+            tags=tuple(note.tags),
+            pinned=False,
+            trashed_at=None,
+            notebook_id="",
+            updated_at=note.created_at,
+            updated_by=note.author_id or "",
+            version=note.replaced_version,
+        )
+    return NoteVersion(
+        title=note.title,
+        content=note.content,
+        tags=tuple(note.tags),
+        pinned=note.pinned,
+        trashed_at=note.trashed_at,
+        notebook_id=note.notebook_id,
+        updated_at=note.updated_at,
+        updated_by=note.updated_by,
+        version=version or note.version or "",
+    )
+
+
+def apply_version(note: Note, merged: NoteVersion) -> Note:
+    return replace(
+        note,
+        title=merged.title,
+        content=merged.content,
+        tags=list(merged.tags),
+        pinned=merged.pinned,
+        trashed_at=merged.trashed_at,
+        notebook_id=merged.notebook_id or note.notebook_id,
+        updated_at=merged.updated_at,
+        updated_by=merged.updated_by,
+    )
+
+
+@dataclass
+class ResolverReport:
+    resolved: int = 0
+    left_for_people: int = 0
+    other_documents: int = 0
+    errors: int = 0
+    unresolved_ids: list[str] = field(default_factory=list)
+
+
+class ConflictResolver:
+    """Finds conflicted documents and settles them; safe to run in several processes at once."""
+
+    def __init__(
+        self, notes: NoteRepository, notes_store: ConflictStore, other_stores: Sequence[ConflictStore]
+    ):
+        self.notes = notes
+        self.notes_store = notes_store
+        self.stores = [notes_store, *other_stores]
+
+    # finding ---------------------------------------------------------------------------------
+    def resolve_pending(self) -> ResolverReport:
+        """Settle every document the `conflicted` views list now."""
+        report = ResolverReport()
+        for store in self.stores:
+            for doc_id in store.conflicted_ids():
+                self._resolve_one(store, doc_id, report)
+        return report
+
+    def run(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
+        """Follow the notes changes feed until `stop` is set; sweep the views now and then."""
+        since: Any = "now"
+        last_sweep = -float("inf")
+        while not stop.is_set():
+            try:
+                if time.monotonic() - last_sweep >= poll_seconds * 3:
+                    last_sweep = time.monotonic()
+                    self.resolve_pending()
+                ids, since = self.notes_store.changed_with_leaves(since, timeout_ms=int(poll_seconds * 1000))
+                report = ResolverReport()
+                for doc_id in ids:
+                    self._resolve_one(self.notes_store, doc_id, report)
+            except CouchError as exc:
+                log.warning("conflict resolver waiting for the database: %s", exc.reason)
+                stop.wait(poll_seconds)
+            except Exception:
+                # keep the thread alive: one bad document must not stop conflict resolution
+                log.exception("conflict resolver round failed")
+                stop.wait(poll_seconds)
+
+    def _resolve_one(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
+        try:
+            if store is self.notes_store and doc_id.startswith("note:"):
+                if self.resolve_note(doc_id):
+                    report.resolved += 1
+                else:
+                    report.left_for_people += 1
+                    report.unresolved_ids.append(doc_id)
+            elif store.settle_by_rule(doc_id):
+                report.other_documents += 1
+        except (CouchError, VersionConflict) as exc:
+            report.errors += 1
+            log.info("conflict on %s not settled this round: %s", doc_id, exc)
+
+    # merging ---------------------------------------------------------------------------------
+    def resolve_note(self, note_id: str) -> bool:
+        """Merge every leaf of a note; False when content edits overlap (left for a person)."""
+        carried: list[tuple[Note, list[str]]] = []  # losers already deleted by an earlier attempt
+        for _ in range(MAX_ATTEMPTS):
+            leaves = self.notes_store.leaves(note_id)
+            if not leaves:
+                return True
+            winner_leaf, loser_leaves = leaves[0], leaves[1:]
+            if not loser_leaves and not carried:
+                return True
+            winner = note_from_doc(winner_leaf.doc)
+            losers = [(note_from_doc(leaf.doc), leaf.history) for leaf in loser_leaves]
+            present = {loser.version for loser, _ in losers}
+            losers += [item for item in carried if item[0].version not in present]
+            merged = version_of(winner)
+            for loser, history in losers:
+                base = self._common_ancestor(note_id, winner_leaf, Leaf({"_rev": loser.version}, history))
+                outcome = merge_versions(base, merged, version_of(loser))
+                if not outcome.clean:
+                    return False
+                merged = outcome.version
+            result = apply_version(winner, merged)
+            revisions = [NoteRevision.of(loser, "CONFLICT_LOSER") for loser, _ in losers]
+            if version_of(result) != version_of(winner):
+                revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE"))
+            try:
+                self.notes.write_resolution(result, [leaf.rev for leaf in loser_leaves], revisions)
+                return True
+            except VersionConflict:
+                # the winner moved on; the losers we deleted are merged into the new winner next
+                carried = losers
+        return False
+
+    def _common_ancestor(self, note_id: str, ours: Leaf, theirs: Leaf) -> NoteVersion | None:
+        """The fields of the newest version both leaves descend from, read from our revision
+        documents: the first revision kept at or after that version on either branch."""
+        shared = set(theirs.history)
+        ancestor_index = next((i for i, rev in enumerate(ours.history) if rev in shared), None)
+        if ancestor_index is None:
+            return None
+        ancestor = ours.history[ancestor_index]
+        their_index = theirs.history.index(ancestor)
+        chains = [
+            list(reversed(ours.history[: ancestor_index + 1])),
+            list(reversed(theirs.history[: their_index + 1])),
+        ]
+        wanted = [revision_id(note_id, rev) for chain in chains for rev in chain]
+        found = self.notes.get_revisions(wanted)
+        for chain in chains:
+            for rev in chain:
+                revision = found.get(revision_id(note_id, rev))
+                if revision is not None:
+                    return version_of(revision)
+        # no revision on either branch: neither changed title, content or tags since the ancestor
+        return version_of(note_from_doc(ours.doc))
+
+    # people ----------------------------------------------------------------------------------
+    def resolve_by_person(
+        self, actor: User, note: Note, keep_version: str | None, merged: Mapping[str, Any] | None
+    ) -> Note:
+        """Settle a note's conflict as a person chose: keep one leaf, or write merged fields."""
+        leaves = self.notes_store.leaves(note.id)
+        if len(leaves) < 2:
+            raise InvalidInput("the note has no conflict to resolve", field="id")
+        if keep_version is None and not merged:
+            raise InvalidInput("give keepVersion or merged", field="keepVersion")
+        by_version = {leaf.rev: note_from_doc(leaf.doc) for leaf in leaves}
+        winner = by_version[leaves[0].rev]
+        if keep_version is not None and keep_version not in by_version:
+            raise InvalidInput("keepVersion is not one of the competing versions", field="keepVersion")
+        kept = by_version[keep_version] if keep_version is not None else winner
+        result = apply_version(winner, version_of(kept))
+        if merged:
+            if merged.get("title") is not None:
+                result.title = validation.title(merged["title"])
+            if merged.get("content") is not None:
+                result.content = validation.content(merged["content"])
+            if merged.get("tags") is not None:
+                result.tags = validation.tags(merged["tags"])
+            if merged.get("pinned") is not None:
+                result.pinned = bool(merged["pinned"])
+        result.updated_at = utc_now()
+        result.updated_by = actor.id
+        if merged:
+            revisions = [NoteRevision.of(leaf_note, "CONFLICT_MERGE") for leaf_note in by_version.values()]
+        else:
+            revisions = [
+                NoteRevision.of(n, "CONFLICT_LOSER") for v, n in by_version.items() if v != kept.version
+            ]
+        self.notes.write_resolution(result, [leaf.rev for leaf in leaves[1:]], revisions)
+        return result
