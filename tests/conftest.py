@@ -63,7 +63,9 @@ class GraphQL:
 
     def post(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+        return self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
 
     def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict:
         return self.post(query, variables, token).get_json()
@@ -74,7 +76,9 @@ class GraphQL:
         assert not body.get("errors"), body.get("errors")
         return body["data"]
 
-    def error_code(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> str:
+    def error_code(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> str:
         body = self(query, variables, token)
         assert body.get("errors"), f"expected an error, got {body}"
         return body["errors"][0]["extensions"]["code"]

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.argv = [
             "gunicorn",
+            "--config",
+            "python:notebook.api.gunicorn_config",
             "--workers",
             str(args.workers),
             "--threads",

@@ -30,6 +30,10 @@ def format_graphql_error(error: GraphQLError, debug: bool = False) -> dict[str, 
     if isinstance(original, DomainError):
         formatted["message"] = original.message
         formatted["extensions"] = {"code": original.code, **original.extensions}
+    elif isinstance(original, RecursionError):
+        # the parser gave up on a document nested deeper than it can follow
+        formatted["message"] = "the query is nested too deeply"
+        formatted["extensions"] = {"code": "QUERY_TOO_COMPLEX"}
     elif original is None or error.path is None:
         # parse, validation and variable errors: the request itself is wrong
         code = (error.extensions or {}).get("code", "BAD_USER_INPUT")

@@ -1,0 +1,90 @@
+"""The database cost of a GraphQL query is a small constant, not one request per item listed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+MAX_REQUESTS = 6
+
+NOTE_PAGE = """query($search: String) {
+  notes(first: 20, search: $search) {
+    edges { node {
+      id title
+      notebook { name owner { email } }
+      createdBy { email }
+      updatedBy { email }
+    } }
+  }
+}"""
+NOTEBOOKS = "{ notebooks { id name noteCount owner { email } } }"
+
+
+def _couch_requests(app: Any) -> int:
+    return app.extensions["notebook"].couch.requests.total
+
+
+def _cost(app: Any, gql: Any, query: str, token: str, variables: dict | None = None) -> tuple[int, dict]:
+    """Database requests made while answering one GraphQL request, and its data."""
+    before = _couch_requests(app)
+    data = gql.data(query, variables, token=token)
+    return _couch_requests(app) - before, data
+
+
+def _notebooks(gql: Any, token: str, count: int) -> list[str]:
+    """The ids of `count` notebooks: the default one plus new ones."""
+    ids = [gql.data("{ notebooks { id } }", token=token)["notebooks"][0]["id"]]
+    for i in range(count - 1):
+        mutation = "mutation($name: String!) { createNotebook(input: {name: $name}) { id } }"
+        ids.append(gql.data(mutation, {"name": f"Book {i}"}, token=token)["createNotebook"]["id"])
+    return ids
+
+
+def _fill(gql: Any, token: str, notes: int) -> None:
+    """`notes` notes, each in a notebook of its own so that nothing is shared between them."""
+    for i, notebook_id in enumerate(_notebooks(gql, token, notes)):
+        note = {"notebookId": notebook_id, "title": f"note {i}", "content": "counted words"}
+        gql.data(
+            "mutation($note: CreateNoteInput!) { createNote(input: $note) { id } }",
+            {"note": note},
+            token=token,
+        )
+
+
+@pytest.mark.parametrize("search", [None, "counted"])
+def test_a_page_of_notes_costs_the_same_for_5_and_20_notes(app: Any, gql: Any, search: str | None) -> None:
+    costs = {}
+    for notes in (5, 20):
+        token = gql.register()["token"]
+        _fill(gql, token, notes)
+        gql.data(NOTE_PAGE, {"search": search}, token=token)  # views are up to date after this
+        cost, data = _cost(app, gql, NOTE_PAGE, token, {"search": search})
+        edges = data["notes"]["edges"]
+        assert len(edges) == notes
+        assert len({edge["node"]["notebook"]["name"] for edge in edges}) == notes
+        assert all(edge["node"]["createdBy"]["email"] and edge["node"]["notebook"]["owner"] for edge in edges)
+        costs[notes] = cost
+    assert costs[5] == costs[20], costs
+    assert costs[20] <= MAX_REQUESTS, costs
+
+
+def test_notebooks_with_counts_cost_the_same_for_1_and_8_notebooks(app: Any, gql: Any) -> None:
+    costs = {}
+    for count in (1, 8):
+        token = gql.register()["token"]
+        _fill(gql, token, count)
+        gql.data(NOTEBOOKS, token=token)
+        cost, data = _cost(app, gql, NOTEBOOKS, token)
+        assert len(data["notebooks"]) == count
+        assert all(nb["noteCount"] == 1 and nb["owner"]["email"] for nb in data["notebooks"])
+        costs[count] = cost
+    assert costs[1] == costs[8], costs
+    assert costs[8] <= MAX_REQUESTS, costs
+
+
+def test_the_counter_sees_requests(app: Any, gql: Any) -> None:
+    # guards the tests above against a counter that never moves
+    token = gql.register()["token"]
+    cost, _ = _cost(app, gql, "{ me { id } }", token)
+    assert cost >= 1

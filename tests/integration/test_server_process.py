@@ -1,0 +1,249 @@
+"""The real server as a separate process: `notebook-server` and gunicorn, used over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import DEFAULT_SECRET_KEY
+from notebook.database.local_server import LocalCluster, free_port
+
+BIN = Path(sys.executable).parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"
+# settings the test sets itself; inherited values would make the outcome depend on the shell
+_SETTINGS_PREFIXES = ("FLASK_", "COUCHDB_", "SECRET_KEY", "CORS_", "LOG_", "REPLICATION_", "CONFLICT_")
+
+
+def _environment(**settings: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(_SETTINGS_PREFIXES)}
+    env.update(settings)
+    return env
+
+
+class ServerProcess:
+    """A server started with `command`, its stderr kept in a file; stopped by its PID."""
+
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.stderr_path = logdir / "stderr.log"
+        self.stdout_path = logdir / "stdout.log"
+        with open(self.stderr_path, "wb") as stderr, open(self.stdout_path, "wb") as stdout:
+            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}:\n{self.stderr()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling interval, not a timing assertion
+        pytest.fail(f"server not ready after {timeout}s:\n{self.stderr()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, 15)  # SIGTERM to our own child, by PID
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, 9)
+                self.process.wait(timeout=5)
+
+
+def _start(
+    command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(command, env, cwd, logdir, port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dev_server(couch_node: LocalCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+    port = free_port()
+    env = _environment(
+        FLASK_ENV="development",
+        COUCHDB_URL=couch_node.urls[0],
+        COUCHDB_DB_PREFIX=f"p{uuid.uuid4().hex[:10]}_",
+    )
+    yield from _start([str(BIN / "notebook-server"), "--port", str(port)], env, tmp_path, tmp_path, port)
+
+
+@pytest.fixture
+def gunicorn_server(couch_node: LocalCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+    port = free_port()
+    env = _environment(
+        FLASK_ENV="testing",
+        LOG_LEVEL="INFO",
+        COUCHDB_URL=couch_node.urls[0],
+        COUCHDB_DB_PREFIX=f"g{uuid.uuid4().hex[:10]}_",
+    )
+    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
+    # started in the repository root, as the README does, so gunicorn reads its gunicorn.conf.py
+    yield from _start(command, env, PROJECT_ROOT, tmp_path, port)
+
+
+def _graphql(
+    server: ServerProcess, query: str, variables: dict | None = None, token: str | None = None
+) -> Any:
+    headers = {"Content-Type": "application/json", "X-Request-ID": f"t-{uuid.uuid4().hex[:12]}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    response = httpx.post(
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.headers["X-Request-ID"] == headers["X-Request-ID"]
+    body = response.json()
+    assert response.status_code == 200 and not body.get("errors"), body
+    return body["data"], headers["X-Request-ID"]
+
+
+REGISTER = """mutation($email: String!, $password: String!) {
+  register(email: $email, password: $password) { accessToken user { id } } }"""
+CREATE_NOTE = """mutation {
+  createNote(input: {title: "Hello", content: "My first note", tags: ["demo"]}) { id title } }"""
+SEARCH = '{ notes(search: "first") { totalCount edges { node { id title } } } }'
+
+
+def _readme_session(server: ServerProcess) -> list[str]:
+    """register, create a note, search it; returns the request ids used."""
+    email = f"curl-{uuid.uuid4().hex[:8]}@example.com"
+    registered, first_id = _graphql(server, REGISTER, {"email": email, "password": PASSWORD})
+    token = registered["register"]["accessToken"]
+    created, second_id = _graphql(server, CREATE_NOTE, token=token)
+    found, third_id = _graphql(server, SEARCH, token=token)
+    assert found["notes"]["totalCount"] == 1
+    assert found["notes"]["edges"][0]["node"] == created["createNote"]
+    return [first_id, second_id, third_id]
+
+
+def _assert_json_log_lines(stderr: str, request_ids: list[str], skip_prefix: str | None = None) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    entries = []
+    for line in lines:
+        if skip_prefix and line.startswith(skip_prefix):
+            continue
+        entry = json.loads(line)  # every line the application writes is one JSON object
+        assert isinstance(entry, dict) and "request_id" in entry, line
+        assert "level" in entry and "message" in entry, line
+        entries.append(entry)
+    logged_ids = {entry["request_id"] for entry in entries}
+    for request_id in request_ids:
+        assert request_id in logged_ids, f"no log line for request {request_id}:\n{stderr[-2000:]}"
+    for request_id in request_ids:
+        request_lines = [e for e in entries if e["request_id"] == request_id and e["message"] == "request"]
+        assert len(request_lines) == 1 and request_lines[0]["status"] == 200, request_lines
+    # the password never reaches the logs
+    assert PASSWORD not in stderr
+
+
+def test_notebook_server_serves_the_readme_session(dev_server: ServerProcess) -> None:
+    assert httpx.get(f"{dev_server.url}/health", timeout=5).json() == {"status": "ok"}
+    explorer = httpx.get(f"{dev_server.url}/graphql", timeout=5)
+    assert explorer.status_code == 200 and "html" in explorer.headers["content-type"]
+    request_ids = _readme_session(dev_server)
+    dev_server.stop()
+    assert dev_server.process.returncode is not None
+    _assert_json_log_lines(dev_server.stderr(), request_ids)
+
+
+def test_gunicorn_serves_the_readme_session(gunicorn_server: ServerProcess) -> None:
+    request_ids = _readme_session(gunicorn_server)
+    # the two workers share nothing but the database: a token from one works on the other
+    for _ in range(6):
+        assert httpx.get(f"{gunicorn_server.url}/health", timeout=5).status_code == 200
+    gunicorn_server.stop()
+    assert gunicorn_server.process.returncode == 0
+    _assert_json_log_lines(gunicorn_server.stderr(), request_ids)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"SECRET_KEY": DEFAULT_SECRET_KEY, "COUCHDB_USER": "admin", "COUCHDB_PASSWORD": "couch-pass-9f8e7d"},
+        {
+            "SECRET_KEY": "short-secret-1a2b3c",
+            "COUCHDB_USER": "admin",
+            "COUCHDB_PASSWORD": "couch-pass-9f8e7d",
+        },
+        {"SECRET_KEY": "long-enough-secret-" + "z" * 30, "COUCHDB_USER": "admin"},
+        {"SECRET_KEY": "long-enough-secret-" + "z" * 30, "COUCHDB_PASSWORD": "couch-pass-9f8e7d"},
+    ],
+    ids=["default-secret", "default-secret-with-credentials", "short-secret", "no-password", "no-user"],
+)
+def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: dict[str, str]) -> None:
+    env = _environment(FLASK_ENV="production", COUCHDB_URL=f"http://127.0.0.1:{free_port()}/", **settings)
+    result = subprocess.run(
+        [str(BIN / "notebook-server"), "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    reason = result.stderr.strip()
+    assert reason and "\n" not in reason, result.stderr
+    assert "Traceback" not in reason
+    for secret in (DEFAULT_SECRET_KEY, *(settings.get(name) for name in ("SECRET_KEY", "COUCHDB_PASSWORD"))):
+        if secret:
+            assert secret not in reason and secret not in result.stdout
+
+
+def test_production_runs_gunicorn_with_json_logs(tmp_path: Path) -> None:
+    port = free_port()
+    env = _environment(
+        FLASK_ENV="production",
+        FLASK_HOST="127.0.0.1",
+        SECRET_KEY="production-secret-" + "s" * 32,
+        COUCHDB_USER="notebook",
+        COUCHDB_PASSWORD="couch-pass-9f8e7d",
+        COUCHDB_URL=f"http://127.0.0.1:{free_port()}/",  # no database: the API is alive but not ready
+    )
+    server = ServerProcess([str(BIN / "notebook-server"), "--port", str(port)], env, tmp_path, tmp_path, port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.process.poll() is None, server.stderr()[-3000:]
+            try:
+                health = httpx.get(f"{server.url}/health", timeout=2, headers={"X-Request-ID": "prod-health"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, server.stderr()[-3000:]
+                time.sleep(0.1)  # polling interval, not a timing assertion
+        assert health.status_code == 200
+        ready = httpx.get(f"{server.url}/ready", timeout=10)
+        assert ready.status_code == 503
+        explorer = httpx.get(f"{server.url}/graphql", timeout=5)
+        assert explorer.status_code == 404  # no explorer in production
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    stderr = server.stderr()
+    _assert_json_log_lines(stderr, ["prod-health"])
+    assert any(json.loads(line)["logger"] == "gunicorn.error" for line in stderr.splitlines() if line.strip())
+    assert "couch-pass-9f8e7d" not in stderr and "production-secret-" not in stderr

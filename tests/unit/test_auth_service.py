@@ -1,0 +1,187 @@
+"""AuthService against in-memory repositories: accounts, login throttling, refresh-token rotation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from notebook.core.errors import InvalidInput, RateLimited, Unauthenticated
+from notebook.services.auth_service import DEFAULT_NOTEBOOK_NAME, AuthService, LoginThrottle
+from notebook.utils import crypto_utils
+from tests.unit.fakes import (
+    FakeNotebookRepository,
+    FakeNoteStore,
+    FakeRefreshTokenRepository,
+    FakeUserRepository,
+)
+
+SECRET = "unit-test-secret-key-of-sufficient-length"
+PASSWORD = "correct horse battery"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def auth(clock: FakeClock) -> AuthService:
+    return AuthService(
+        users=FakeUserRepository(),
+        tokens=FakeRefreshTokenRepository(),
+        notebooks=FakeNotebookRepository(FakeNoteStore()),
+        secret_key=SECRET,
+        access_token_seconds=900,
+        refresh_token_seconds=3600,
+        throttle=LoginThrottle(attempts=3, window_seconds=60, clock=clock),
+    )
+
+
+class TestRegister:
+    def test_creates_the_user_with_a_default_notebook(self, auth: AuthService) -> None:
+        result = auth.register(" Ada@Example.com ", PASSWORD, "Ada")
+        assert result.user.email == "ada@example.com"
+        assert result.expires_in == 900
+        notebooks = auth.notebooks.list_owned(result.user.id)
+        assert [(nb.name, nb.is_default) for nb in notebooks] == [(DEFAULT_NOTEBOOK_NAME, True)]
+        assert notebooks[0].id == result.user.default_notebook_id
+
+    def test_password_is_stored_hashed(self, auth: AuthService) -> None:
+        user = auth.register("ada@example.com", PASSWORD).user
+        stored = auth.users.get(user.id)
+        assert stored.password_hash.startswith("$argon2id$")
+        assert PASSWORD not in stored.password_hash
+
+    def test_duplicate_email_is_bad_input(self, auth: AuthService) -> None:
+        auth.register("ada@example.com", PASSWORD)
+        with pytest.raises(InvalidInput) as caught:
+            auth.register("ADA@example.com", "another password")
+        assert caught.value.extensions == {"field": "email"}
+
+    @pytest.mark.parametrize(("email", "password"), [("not-an-email", PASSWORD), ("a@example.com", "short")])
+    def test_invalid_fields(self, auth: AuthService, email: str, password: str) -> None:
+        with pytest.raises(InvalidInput):
+            auth.register(email, password)
+        assert auth.users.users == {}
+
+    def test_access_token_identifies_the_user(self, auth: AuthService) -> None:
+        result = auth.register("ada@example.com", PASSWORD)
+        assert auth.authenticate(result.access_token).id == result.user.id
+
+
+class TestLogin:
+    def test_right_password(self, auth: AuthService) -> None:
+        user = auth.register("ada@example.com", PASSWORD).user
+        assert auth.login("Ada@Example.com", PASSWORD).user.id == user.id
+
+    def test_wrong_password_and_unknown_account_look_the_same(self, auth: AuthService) -> None:
+        auth.register("ada@example.com", PASSWORD)
+        with pytest.raises(Unauthenticated) as wrong:
+            auth.login("ada@example.com", "wrong password")
+        with pytest.raises(Unauthenticated) as unknown:
+            auth.login("bob@example.com", PASSWORD)
+        assert wrong.value.message == unknown.value.message
+
+    def test_too_many_failures_are_rate_limited_even_with_the_right_password(
+        self, auth: AuthService, clock: FakeClock
+    ) -> None:
+        auth.register("ada@example.com", PASSWORD)
+        for _ in range(3):
+            with pytest.raises(Unauthenticated):
+                auth.login("ada@example.com", "wrong password")
+        with pytest.raises(RateLimited):
+            auth.login("ada@example.com", PASSWORD)
+        # another account is not affected
+        with pytest.raises(Unauthenticated):
+            auth.login("bob@example.com", "wrong password")
+        clock.now += 61
+        assert auth.login("ada@example.com", PASSWORD).user.email == "ada@example.com"
+
+    def test_success_resets_the_count(self, auth: AuthService) -> None:
+        auth.register("ada@example.com", PASSWORD)
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                auth.login("ada@example.com", "wrong password")
+        auth.login("ada@example.com", PASSWORD)
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                auth.login("ada@example.com", "wrong password")
+        auth.login("ada@example.com", PASSWORD)
+
+
+class TestRefresh:
+    def test_rotation_issues_a_new_pair(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD)
+        second = auth.refresh(first.refresh_token)
+        assert second.refresh_token != first.refresh_token
+        assert second.user.id == first.user.id
+        assert auth.authenticate(second.access_token).id == first.user.id
+        assert auth.refresh(second.refresh_token).user.id == first.user.id
+
+    def test_tokens_are_stored_only_as_digests(self, auth: AuthService) -> None:
+        result = auth.register("ada@example.com", PASSWORD)
+        stored = auth.tokens.tokens
+        assert crypto_utils.token_digest(result.refresh_token) in stored
+        assert result.refresh_token not in stored
+        assert all(result.refresh_token not in repr(token) for token in stored.values())
+
+    def test_reuse_revokes_the_whole_family(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD)
+        other_session = auth.login("ada@example.com", PASSWORD)
+        second = auth.refresh(first.refresh_token)
+        with pytest.raises(Unauthenticated):
+            auth.refresh(first.refresh_token)
+        with pytest.raises(Unauthenticated):
+            auth.refresh(second.refresh_token)
+        # a separate login is a separate family
+        assert auth.refresh(other_session.refresh_token).user.id == first.user.id
+
+    def test_unknown_token(self, auth: AuthService) -> None:
+        with pytest.raises(Unauthenticated):
+            auth.refresh("no-such-token")
+
+    def test_expired_token(self, auth: AuthService) -> None:
+        result = auth.register("ada@example.com", PASSWORD)
+        auth.tokens.tokens[crypto_utils.token_digest(result.refresh_token)].expires_at = time.time() - 1
+        with pytest.raises(Unauthenticated):
+            auth.refresh(result.refresh_token)
+
+    def test_logout_revokes_the_session(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD)
+        second = auth.refresh(first.refresh_token)
+        assert auth.logout(second.refresh_token) is True
+        with pytest.raises(Unauthenticated):
+            auth.refresh(second.refresh_token)
+
+    def test_logout_of_an_unknown_token(self, auth: AuthService) -> None:
+        assert auth.logout("no-such-token") is False
+
+
+class TestAuthenticate:
+    def test_expired_access_token(self, auth: AuthService) -> None:
+        user = auth.register("ada@example.com", PASSWORD).user
+        token = crypto_utils.issue_access_token(SECRET, user.id, 900, now=time.time() - 901)
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(token)
+
+    def test_token_of_another_server(self, auth: AuthService) -> None:
+        user = auth.register("ada@example.com", PASSWORD).user
+        token = crypto_utils.issue_access_token("some-other-secret-key-0123456789", user.id, 900)
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(token)
+
+    def test_token_of_a_deleted_account(self, auth: AuthService) -> None:
+        user = auth.register("ada@example.com", PASSWORD).user
+        token = auth.login("ada@example.com", PASSWORD).access_token
+        del auth.users.users[user.id]
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(token)
