@@ -3,9 +3,14 @@
     python scripts/dev_server.py [--nodes 1] [--data-dir var/couchdb] [--db-port 5984]
                                  [--host 127.0.0.1] [--port 5000]
 
-Starts the database nodes on 127.0.0.1 (the first on --db-port when it is free, otherwise on a
-free port), points COUCHDB_URL at the first node and REPLICATION_NODES at the others, then serves
-the API with werkzeug until Ctrl-C, and finally stops the nodes it started.
+Starts the database nodes on 127.0.0.1 (node i on --db-port + i when that port is free, otherwise
+on a free port), points COUCHDB_URL at the first node and REPLICATION_NODES at the others, then
+serves the API with werkzeug until Ctrl-C, and finally stops the nodes it started.
+
+With several nodes (`make cluster`) it also sets up the replication mesh before serving
+(ReplicationManager.ensure_mesh), repairs it every REPLICATION_RETRY_SECONDS, and supervises the
+nodes: a node that exits (killed, crashed, or pouchdb-server exiting after its replication jobs
+were deleted, see docs/replication.md) is started again after --restart-after seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +31,7 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
 from notebook.database.local_server import (  # noqa: E402
     LOOPBACK,
     LocalCluster,
+    LocalNode,
     LocalNodeError,
     ensure_pouchdb_server,
     free_port,
@@ -41,10 +48,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db-port", type=int, default=5984, help="port of the first database node")
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on")
     parser.add_argument("--port", type=int, default=5000, help="port the API listens on")
+    parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=5.0,
+        help="seconds after which a database node that exited is started again (default 5)",
+    )
+    parser.add_argument("--no-restart", action="store_true", help="leave database nodes that exit down")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
     return args
+
+
+def node_ports(first: int, count: int) -> list[int]:
+    """first, first+1, ...: stable across runs, so replication jobs kept in the data directories
+    keep naming the right nodes; a busy port is replaced by a free one."""
+    ports: list[int] = []
+    for index in range(count):
+        port = first + index
+        if not port_is_free(port, LOOPBACK) or port in ports:
+            port = free_port(LOOPBACK)
+            print(f"port {first + index} is busy; database node{index} uses port {port}")
+        ports.append(port)
+    return ports
+
+
+def supervise(nodes: list[LocalNode], restart_after: float, stop: threading.Event) -> None:
+    """Start again, after `restart_after` seconds, every node whose process has exited."""
+    down_since: dict[int, float] = {}
+    clock = 0.0
+    while not stop.wait(0.5):
+        clock += 0.5
+        for index, node in enumerate(nodes):
+            if node.is_running:
+                down_since.pop(index, None)
+                continue
+            if index not in down_since:
+                down_since[index] = clock
+                print(f"database node{index} ({node.url}) exited; starting it again in {restart_after:g}s")
+            elif clock - down_since[index] >= restart_after:
+                try:
+                    node.restart()
+                    print(f"database node{index} ({node.url}) is back (pid {node.pid})", flush=True)
+                except LocalNodeError as exc:
+                    print(f"database node{index} did not start: {exc}", file=sys.stderr)
+                down_since.pop(index, None)
 
 
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
@@ -66,12 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    db_port = args.db_port
-    if not port_is_free(db_port, LOOPBACK):
-        db_port = free_port(LOOPBACK)
-        print(f"port {args.db_port} is busy; the first database node uses port {db_port}")
-
-    cluster = LocalCluster(data_dir, nodes=args.nodes, ports=[db_port], executable=executable)
+    cluster = LocalCluster(
+        data_dir, nodes=args.nodes, ports=node_ports(args.db_port, args.nodes), executable=executable
+    )
+    stop = threading.Event()
+    helpers: list[threading.Thread] = []
     try:
         try:
             cluster.start()
@@ -85,19 +133,40 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["FLASK_HOST"] = args.host
         os.environ["FLASK_PORT"] = str(args.port)
 
+        from config.settings import load_config
         from notebook.api.app import create_app
 
-        from config.settings import load_config
+        config = load_config()
+        app = create_app(config)
+        services = app.extensions["notebook"]
+        if args.nodes > 1:
+            from notebook.database.replication import ReplicationError
 
-        app = create_app(load_config())
+            try:
+                jobs = services.replication.ensure_mesh()
+            except ReplicationError as exc:
+                print(f"error: {exc.message}", file=sys.stderr)
+                return 1
+            print(f"replication: {len(jobs)} continuous jobs, a full mesh of {args.nodes} nodes")
+            helpers.append(
+                threading.Thread(target=services.replication.watch, args=(stop,), name="replication-watch")
+            )
+        if not args.no_restart:
+            supervisor_args = (cluster.nodes, args.restart_after, stop)
+            helpers.append(threading.Thread(target=supervise, args=supervisor_args, name="supervisor"))
+        for helper in helpers:
+            helper.daemon = True
+            helper.start()
 
         display_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         print()
         print("NoteBook development server")
         for index, node in enumerate(cluster.nodes):
             role = "COUCHDB_URL" if index == 0 else "replica"
-            print(f"  database node{index}: {node.url} ({role}, data {node.data_dir})")
+            print(f"  database node{index}: {node.url} ({role}, pid {node.pid}, data {node.data_dir})")
         print(f"  GraphQL:             http://{display_host}:{args.port}/graphql")
+        if args.nodes > 1:
+            print(f"  replication status:  http://{display_host}:{args.port}/api/replication/status (admins)")
         print("  Press Ctrl-C to stop.")
         print(flush=True)
 
@@ -105,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
+        for helper in helpers:
+            helper.join(timeout=35)  # a node restart in progress finishes before the nodes stop
         print("stopping database nodes...", flush=True)
         cluster.stop()
     return 0

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couchdb_client import CouchDBClient
-from notebook.database.design_docs import Databases, ensure_schema, open_databases
+from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
+from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
     NotebookRepository,
     NoteRepository,
@@ -30,6 +31,7 @@ class Services:
     notebooks: NotebookService
     notes: NoteService
     resolver: ConflictResolver
+    replication: ReplicationManager
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_conflict_resolver(self) -> threading.Thread:
@@ -45,16 +47,18 @@ class Services:
 
     def close(self) -> None:
         self.stopping.set()
+        self.replication.close()
         self.couch.close()
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
     """Wire repositories and services; install databases and views unless told not to."""
     couch = couch or CouchDBClient(
-        config.couchdb_url,
+        config.all_node_urls,
         user=config.couchdb_user,
         password=config.couchdb_password,
         timeout=config.couchdb_timeout_seconds,
+        probe_interval=config.health_probe_seconds,
     )
     databases = open_databases(couch, config.db_prefix)
     if install_schema:
@@ -75,4 +79,14 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store])
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
-    return Services(config, couch, databases, users, auth, notebooks, notes, resolver)
+    replication = ReplicationManager(
+        config.all_node_urls,
+        list(database_names(config.db_prefix).values()),
+        user=config.couchdb_user,
+        password=config.couchdb_password,
+        continuous=config.continuous_replication,
+        retry_seconds=config.replication_retry_seconds,
+        timeout=config.couchdb_timeout_seconds,
+        active_node=lambda: couch.active_url,
+    )
+    return Services(config, couch, databases, users, auth, notebooks, notes, resolver, replication)

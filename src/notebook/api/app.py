@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from config.settings import Config, load_config
 from notebook.api.errors import error_body, format_graphql_error
 from notebook.api.graphql_api import RequestContext, build_schema
 from notebook.api.limits import depth_limit_rule
+from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
 from notebook.database.couchdb_client import CouchError
 from notebook.database.design_docs import ensure_schema
@@ -52,6 +54,22 @@ class SchemaInstaller:
         return self.ready
 
 
+def _graphql_body() -> dict[str, Any] | None:
+    """The request's JSON object, or None when the body is not one.
+
+    Also refused like any other malformed body: nesting deeper than the parser can follow, and
+    escaped unpaired surrogates ("\\ud800"), valid JSON but not text that can be stored or hashed.
+    """
+    try:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return None
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (RecursionError, UnicodeEncodeError):
+        return None
+    return data
+
+
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
     """Build the app; `config` defaults to the environment, `services` to the real ones."""
     config = config or load_config()
@@ -65,9 +83,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         DEBUG=config.debug,
     )
     services = services or bootstrap(config, install_schema=False)
+    if len(services.couch.urls) > 1:
+        services.couch.start_health_monitor()  # failover needs it; Services.close() stops it
     installer = SchemaInstaller(services)
     installer.ensure()
     app.extensions["notebook"] = services
+    app.register_blueprint(replication_blueprint)
     if config.conflict_resolver:
         services.start_conflict_resolver()
     schema = build_schema()
@@ -120,22 +141,26 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @app.post("/graphql")
     def graphql_server() -> Any:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
+        data = _graphql_body()
+        if data is None:
             return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
         if not installer.ensure():
             return jsonify(error_body("SERVICE_UNAVAILABLE", "the database is unavailable")), 503
         context = RequestContext(services, request.headers.get("Authorization"))
-        success, result = graphql_sync(
-            schema,
-            data,
-            context_value=context,
-            debug=config.debug,
-            introspection=config.graphql_introspection,
-            validation_rules=rules,
-            error_formatter=format_graphql_error,
-            logger=_ARIADNE_LOG,
-        )
+        try:
+            success, result = graphql_sync(
+                schema,
+                data,
+                context_value=context,
+                debug=config.debug,
+                introspection=config.graphql_introspection,
+                validation_rules=rules,
+                error_formatter=format_graphql_error,
+                logger=_ARIADNE_LOG,
+            )
+        except RecursionError:
+            # validation follows fragment spreads recursively; a long enough chain exhausts the stack
+            return jsonify(error_body("QUERY_TOO_COMPLEX", "the query is nested too deeply")), 400
         return jsonify(result), 200 if success else 400
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -19,6 +19,7 @@ from graphql import GraphQLResolveInfo, GraphQLSchema
 from notebook.bootstrap import Services
 from notebook.core.domain import Note, Notebook, NoteRevision, Page, User
 from notebook.core.errors import Forbidden, Unauthenticated
+from notebook.database.replication import ReplicationStatus
 from notebook.services.auth_service import AuthResult
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "core" / "schema"
@@ -211,13 +212,10 @@ def resolve_system_stats(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict
 
 
 @query.field("replicationStatus")
-def resolve_replication_status(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_replication_status(_: Any, info: GraphQLResolveInfo) -> ReplicationStatus:
     context = ctx(info)
     context.admin  # noqa: B018
-    couch = context.services.couch
-    healthy = couch.ping()
-    node = {"url": couch.url, "healthy": healthy, "active": True, "version": None, "latency_ms": None}
-    return {"nodes": [node], "links": [], "healthy": healthy}
+    return context.services.replication.status()
 
 
 # mutations ------------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""notebook.database.replication: job states from both server forms, ids, URLs and redaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from notebook.core.errors import InvalidInput
+from notebook.database.replication import (
+    JobState,
+    LinkStatus,
+    NodeStatus,
+    ReplicationManager,
+    ReplicationStatus,
+    clean_url,
+    job_id,
+    job_state,
+)
+
+# -- CouchDB 3: /_scheduler/docs/_replicator/<id> ------------------------------------------------
+
+
+def scheduler(state: str, info: object = None) -> dict[str, object]:
+    return {"database": "_replicator", "doc_id": "j", "state": state, "info": info, "error_count": 0}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("initializing", "pending"),
+        ("pending", "pending"),
+        ("running", "running"),
+        ("crashing", "crashing"),
+        ("error", "crashing"),  # retried periodically by CouchDB: not terminal
+        ("completed", "completed"),
+        ("failed", "failed"),
+        ("something-new", "unknown"),
+    ],
+)
+def test_scheduler_states_map_to_the_contract(raw: str, expected: str) -> None:
+    assert job_state(scheduler(raw), {"_id": "j"}).state == expected
+
+
+def test_a_crashing_scheduler_job_reports_its_error() -> None:
+    state = job_state(scheduler("crashing", {"error": "db_not_found: could not open http://h/db"}), None)
+    assert state == JobState("crashing", "db_not_found: could not open http://h/db")
+
+
+def test_couchdb_2_scheduler_error_is_a_string() -> None:
+    assert job_state(scheduler("failed", "duplicate replication"), None).last_error == "duplicate replication"
+
+
+def test_running_scheduler_job_has_no_error_even_with_statistics_in_info() -> None:
+    state = job_state(scheduler("running", {"revisions_checked": 10, "docs_written": 10}), None)
+    assert state == JobState("running", None)
+
+
+def test_the_scheduler_wins_over_fields_in_the_document() -> None:
+    doc = {"_id": "j", "_replication_state": "error", "_replication_state_reason": "old"}
+    assert job_state(scheduler("running"), doc) == JobState("running", None)
+
+
+# -- pouchdb-server / CouchDB 1.x: fields in the _replicator document -----------------------------
+
+
+def test_triggered_document_is_running() -> None:
+    doc = {"_id": "j", "_replication_state": "triggered", "_replication_id": "abc"}
+    assert job_state(None, doc) == JobState("running", None)
+
+
+def test_a_reason_lingering_from_an_earlier_failure_is_not_reported_while_running() -> None:
+    doc = {"_id": "j", "_replication_state": "triggered", "_replication_state_reason": "old failure"}
+    assert job_state(None, doc).last_error is None
+
+
+def test_error_document_is_failed_with_its_reason() -> None:
+    doc = {"_id": "j", "_replication_state": "error", "_replication_state_reason": "unauthorized"}
+    assert job_state(None, doc) == JobState("failed", "unauthorized")
+
+
+def test_failed_document_written_by_couchdb_3() -> None:
+    doc = {"_id": "j", "_replication_state": "failed", "_replication_state_reason": "{foo,bar}"}
+    assert job_state(None, doc) == JobState("failed", "{foo,bar}")
+
+
+def test_completed_document() -> None:
+    assert job_state(None, {"_id": "j", "_replication_state": "completed"}).state == "completed"
+
+
+def test_document_without_state_is_pending() -> None:
+    assert job_state(None, {"_id": "j", "source": {}, "target": {}}).state == "pending"
+
+
+def test_unknown_document_state() -> None:
+    assert job_state(None, {"_id": "j", "_replication_state": "paused"}).state == "unknown"
+
+
+@pytest.mark.parametrize("doc", [None, {"_id": "j", "_deleted": True}])
+def test_missing_or_deleted_document_is_stopped(doc: dict[str, object] | None) -> None:
+    assert job_state(None, doc) == JobState("stopped", None)
+
+
+# -- ids, URLs, credentials ----------------------------------------------------------------------
+
+
+def test_job_ids_are_deterministic_and_distinct_per_direction_and_database() -> None:
+    a, b = "http://127.0.0.1:5984/", "http://127.0.0.1:5985/"
+    assert job_id("n_notes", a, b) == job_id("n_notes", a, b)
+    assert len({job_id("n_notes", a, b), job_id("n_notes", b, a), job_id("n_users", a, b)}) == 3
+    assert job_id("n_notes", a, b).startswith("notebook-replication:n_notes:")
+
+
+def test_clean_url_strips_credentials_and_normalizes() -> None:
+    assert clean_url("http://ops:s3cret@127.0.0.1:5984") == "http://127.0.0.1:5984/"
+    assert clean_url(" https://db.example.com/ ") == "https://db.example.com/"
+
+
+@pytest.mark.parametrize("url", ["", "ftp://host/", "not a url", "127.0.0.1:5984"])
+def test_clean_url_rejects_what_is_not_a_node_url(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        clean_url(url)
+
+
+def test_endpoints_carry_credentials_in_headers_only() -> None:
+    manager = ReplicationManager(
+        ["http://ops:s3cret@127.0.0.1:1/", "http://127.0.0.1:2/"], ["n_notes"], user="app", password="pw"
+    )
+    try:
+        first, second = manager._snapshot()
+        assert first.endpoint("n_notes") == {
+            "url": "http://127.0.0.1:1/n_notes",
+            "headers": {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()},
+        }
+        assert second.endpoint("n_notes")["headers"] == {
+            "Authorization": "Basic " + base64.b64encode(b"app:pw").decode()
+        }
+        assert manager.node_urls == ["http://127.0.0.1:1/", "http://127.0.0.1:2/"]
+    finally:
+        manager.close()
+
+
+def test_no_credentials_means_empty_headers() -> None:
+    manager = ReplicationManager(["http://127.0.0.1:1/"], ["n_notes"])
+    try:
+        assert manager._snapshot()[0].endpoint("n/x") == {"url": "http://127.0.0.1:1/n%2Fx", "headers": {}}
+    finally:
+        manager.close()
+
+
+def test_redaction_removes_user_info_passwords_and_basic_tokens() -> None:
+    manager = ReplicationManager(["http://ops:s3cret@127.0.0.1:1/"], ["n_notes"], password="other")
+    token = base64.b64encode(b"ops:s3cret").decode()
+    try:
+        text = manager._redact(f"failed http://ops:s3cret@127.0.0.1:1/n_notes Basic {token} s3cret other")
+    finally:
+        manager.close()
+    assert "s3cret" not in text and token not in text and "other" not in text and "ops:" not in text
+    assert "http://127.0.0.1:1/n_notes" in text
+
+
+def test_status_serializes_with_the_contract_fields() -> None:
+    status = ReplicationStatus(
+        nodes=[NodeStatus("http://a/", True, True, "3.4.3", 1.5)],
+        links=[LinkStatus("http://a/", "http://b/", "n_notes", "running", None, 0.05)],
+        healthy=True,
+    )
+    payload = json.loads(json.dumps(status.to_dict()))
+    assert set(payload["nodes"][0]) == {"url", "healthy", "active", "version", "latency_ms"}
+    assert set(payload["links"][0]) == {"source", "target", "database", "state", "last_error", "lag_seconds"}
