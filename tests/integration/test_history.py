@@ -23,7 +23,8 @@ def create(gql: Any, token: str, **fields: Any) -> dict:
     fields.setdefault("content", PARAGRAPHS)
     return gql.data(
         f"mutation($input: CreateNoteInput!) {{ createNote(input: $input) {{ {NOTE_FIELDS} }} }}",
-        {"input": fields}, token,
+        {"input": fields},
+        token,
     )["createNote"]
 
 
@@ -31,12 +32,15 @@ def update(gql: Any, token: str, note: dict, **fields: Any) -> dict:
     return gql.data(
         f"""mutation($id: ID!, $input: UpdateNoteInput!, $version: String!) {{
               updateNote(id: $id, input: $input, version: $version) {{ {NOTE_FIELDS} }} }}""",
-        {"id": note["id"], "input": fields, "version": note["version"]}, token,
+        {"id": note["id"], "input": fields, "version": note["version"]},
+        token,
     )["updateNote"]
 
 
 def read(gql: Any, token: str, note_id: str) -> dict:
-    return gql.data(f"query($id: ID!) {{ note(id: $id) {{ {NOTE_FIELDS} }} }}", {"id": note_id}, token)["note"]
+    return gql.data(f"query($id: ID!) {{ note(id: $id) {{ {NOTE_FIELDS} }} }}", {"id": note_id}, token)[
+        "note"
+    ]
 
 
 def test_edits_keep_previous_versions_newest_first(gql: Any) -> None:
@@ -57,8 +61,10 @@ def test_restore_revision_keeps_the_replaced_version(gql: Any) -> None:
     note = update(gql, user["token"], note, content="Oops, deleted everything")
     first = note["revisions"][0]
     restored = gql.data(
-        f"mutation($id: ID!, $rev: ID!) {{ restoreNoteRevision(id: $id, revisionId: $rev) {{ {NOTE_FIELDS} }} }}",
-        {"id": note["id"], "rev": first["id"]}, user["token"],
+        f"""mutation($id: ID!, $rev: ID!) {{
+              restoreNoteRevision(id: $id, revisionId: $rev) {{ {NOTE_FIELDS} }} }}""",
+        {"id": note["id"], "rev": first["id"]},
+        user["token"],
     )["restoreNoteRevision"]
     assert restored["content"] == PARAGRAPHS
     assert restored["revisions"][0]["reason"] == "RESTORE"
@@ -71,7 +77,8 @@ def test_another_users_revision_cannot_be_restored(gql: Any) -> None:
     bob_note = create(gql, bob["token"])
     code = gql.error_code(
         "mutation($id: ID!, $rev: ID!) { restoreNoteRevision(id: $id, revisionId: $rev) { id } }",
-        {"id": bob_note["id"], "rev": alice_note["revisions"][0]["id"]}, bob["token"],
+        {"id": bob_note["id"], "rev": alice_note["revisions"][0]["id"]},
+        bob["token"],
     )
     assert code == "NOT_FOUND"
     assert read(gql, alice["token"], alice_note["id"])["content"] == "v2"
@@ -108,10 +115,18 @@ def _sibling(notes_db: Any, note_id: str, parent_rev: str, **changes: Any) -> st
     body["_revisions"] = {"start": generation, "ids": [new_hash, *parent["_revisions"]["ids"]]}
     # the other node's write path kept the replaced version too, under the same id
     revision = {
-        "_id": revision_id(note_id, parent_rev), "type": "note_revision", "note_id": note_id,
-        "notebook_id": parent["notebook_id"], "owner_id": parent["owner_id"], "title": parent["title"],
-        "content": parent["content"], "tags": parent["tags"], "created_at": parent["updated_at"],
-        "author_id": parent["updated_by"], "reason": "EDIT", "replaced_version": parent_rev,
+        "_id": revision_id(note_id, parent_rev),
+        "type": "note_revision",
+        "note_id": note_id,
+        "notebook_id": parent["notebook_id"],
+        "owner_id": parent["owner_id"],
+        "title": parent["title"],
+        "content": parent["content"],
+        "tags": parent["tags"],
+        "created_at": parent["updated_at"],
+        "author_id": parent["updated_by"],
+        "reason": "EDIT",
+        "replaced_version": parent_rev,
     }
     notes_db.bulk_docs([body], new_edits=False)
     notes_db.bulk_docs([revision])
@@ -122,10 +137,16 @@ def test_resolver_merges_edits_in_different_paragraphs(app: Any, gql: Any) -> No
     services = app.extensions["notebook"]
     user = gql.register()
     base = create(gql, user["token"], tags=["a", "b"])
-    ours = update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"), tags=["a", "b", "c"])
+    ours = update(
+        gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"), tags=["a", "b", "c"]
+    )
     theirs_rev = _sibling(
-        services.databases.notes, base["id"], base["version"],
-        content=PARAGRAPHS.replace("Last", "LAST"), tags=["b"], updated_at="2000-01-01T00:00:00.000000Z",
+        services.databases.notes,
+        base["id"],
+        base["version"],
+        content=PARAGRAPHS.replace("Last", "LAST"),
+        tags=["b"],
+        updated_at="2000-01-01T00:00:00.000000Z",
     )
     assert len(read(gql, user["token"], base["id"])["conflicts"]) == 1
 
@@ -139,7 +160,8 @@ def test_resolver_merges_edits_in_different_paragraphs(app: Any, gql: Any) -> No
     # both competing versions are kept: one replaced by the merge, one as the losing leaf
     replaced = {r["content"]: r["reason"] for r in merged["revisions"]}
     assert {replaced[ours["content"]], replaced[PARAGRAPHS.replace("Last", "LAST")]} == {
-        "CONFLICT_MERGE", "CONFLICT_LOSER"
+        "CONFLICT_MERGE",
+        "CONFLICT_LOSER",
     }
     leaves = services.databases.notes.get(base["id"], conflicts=True)
     assert "_conflicts" not in leaves and theirs_rev != leaves["_rev"]
@@ -152,24 +174,30 @@ def test_overlapping_edits_wait_for_a_person(app: Any, gql: Any) -> None:
     user = gql.register()
     base = create(gql, user["token"])
     ours = update(gql, user["token"], base, content=PARAGRAPHS.replace("Middle", "Ours"))
-    theirs_rev = _sibling(services.databases.notes, base["id"], base["version"],
-                          content=PARAGRAPHS.replace("Middle", "Theirs"))
+    theirs_rev = _sibling(
+        services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Middle", "Theirs")
+    )
 
     report = services.resolver.resolve_pending()
     assert report.left_for_people == 1
     note = read(gql, user["token"], base["id"])
     assert len(note["conflicts"]) == 1
-    assert {note["content"], note["conflicts"][0]["content"]} == {ours["content"], PARAGRAPHS.replace("Middle", "Theirs")}
+    assert {note["content"], note["conflicts"][0]["content"]} == {
+        ours["content"],
+        PARAGRAPHS.replace("Middle", "Theirs"),
+    }
 
     code = gql.error_code(
-        "mutation($id: ID!) { resolveNoteConflict(id: $id, keepVersion: \"9-nope\") { id } }",
-        {"id": base["id"]}, user["token"],
+        'mutation($id: ID!) { resolveNoteConflict(id: $id, keepVersion: "9-nope") { id } }',
+        {"id": base["id"]},
+        user["token"],
     )
     assert code == "BAD_USER_INPUT"
     settled = gql.data(
         f"""mutation($id: ID!, $keep: String!) {{
               resolveNoteConflict(id: $id, keepVersion: $keep) {{ {NOTE_FIELDS} }} }}""",
-        {"id": base["id"], "keep": theirs_rev}, user["token"],
+        {"id": base["id"], "keep": theirs_rev},
+        user["token"],
     )["resolveNoteConflict"]
     assert settled["content"] == PARAGRAPHS.replace("Middle", "Theirs")
     assert settled["conflicts"] == []
@@ -185,7 +213,8 @@ def test_person_can_supply_merged_fields(app: Any, gql: Any) -> None:
     settled = gql.data(
         f"""mutation($id: ID!) {{
               resolveNoteConflict(id: $id, merged: {{content: "A and B"}}) {{ {NOTE_FIELDS} }} }}""",
-        {"id": base["id"]}, user["token"],
+        {"id": base["id"]},
+        user["token"],
     )["resolveNoteConflict"]
     assert settled["content"] == "A and B" and settled["conflicts"] == []
     assert {"A", "B"} <= {r["content"] for r in settled["revisions"] if r["reason"] == "CONFLICT_MERGE"}
@@ -198,8 +227,31 @@ def test_other_users_cannot_see_or_settle_a_conflict(app: Any, gql: Any) -> None
     update(gql, alice["token"], base, content="A")
     _sibling(services.databases.notes, base["id"], base["version"], content="B")
     code = gql.error_code(
-        "mutation($id: ID!) { resolveNoteConflict(id: $id, merged: {content: \"x\"}) { id } }",
-        {"id": base["id"]}, bob["token"],
+        'mutation($id: ID!) { resolveNoteConflict(id: $id, merged: {content: "x"}) { id } }',
+        {"id": base["id"]},
+        bob["token"],
     )
     assert code == "NOT_FOUND"
     assert len(read(gql, alice["token"], base["id"])["conflicts"]) == 1
+
+
+def test_resolver_waits_for_the_ancestor_revision_to_arrive(app: Any, gql: Any) -> None:
+    """Replication may deliver the competing leaf before the revision that holds the common
+    ancestor: the resolver must wait for it rather than merge against the wrong base."""
+    services = app.extensions["notebook"]
+    notes_db = services.databases.notes
+    user = gql.register()
+    base = create(gql, user["token"])
+    update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
+    _sibling(notes_db, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST"))
+    ancestor = notes_db.get(revision_id(base["id"], base["version"]))
+    notes_db.delete(ancestor["_id"], ancestor["_rev"])  # not replicated here yet
+
+    report = services.resolver.resolve_pending()
+    assert report.waiting == 1 and report.resolved == 0
+    assert len(read(gql, user["token"], base["id"])["conflicts"]) == 1
+
+    notes_db.put({k: v for k, v in ancestor.items() if k != "_rev"})  # ... and now it has arrived
+    assert services.resolver.resolve_pending().resolved == 1
+    merged = read(gql, user["token"], base["id"])
+    assert merged["content"] == "FIRST paragraph.\n\nMiddle paragraph.\n\nLAST paragraph."

@@ -92,6 +92,9 @@ class Page:
 
 REVISION_PREFIX = "rev:"
 REVISION_REASONS = ("EDIT", "RESTORE", "CONFLICT_MERGE", "CONFLICT_LOSER")
+# a version replaced by a change of metadata only (pin, trash, move): kept so that every replaced
+# version has its revision document, which conflict merges need as their base; never listed
+METADATA_REASON = "METADATA"
 
 
 def revision_id(note_id: str, replaced_version: str) -> str:
@@ -112,6 +115,10 @@ class NoteRevision:
     author_id: str | None
     reason: str
     replaced_version: str
+
+    @property
+    def listed(self) -> bool:
+        return self.reason != METADATA_REASON
 
     @classmethod
     def of(cls, note: Note, reason: str) -> NoteRevision:

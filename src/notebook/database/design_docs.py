@@ -48,8 +48,9 @@ _NOTEBOOKS_BY_OWNER_VIEW = """function (doc) {
   if (doc.type === 'notebook') emit([doc.owner_id, doc.created_at], null);
 }"""
 
+# [note, listed, time]: versions replaced by metadata-only changes are kept but not listed
 _REVISIONS_BY_NOTE_VIEW = """function (doc) {
-  if (doc.type === 'note_revision') emit([doc.note_id, doc.created_at], null);
+  if (doc.type === 'note_revision') emit([doc.note_id, doc.reason !== 'METADATA', doc.created_at], null);
 }"""
 
 _REVISIONS_OF_NOTE_VIEW = """function (doc) {

@@ -94,6 +94,18 @@ class UserRepository:
         except NotFound:
             return None
 
+    def set_admin(self, user_id: str, is_admin: bool) -> User:
+        """Grant or revoke the admin flag (operators' scripts); retried if the user changes meanwhile."""
+        for _ in range(5):
+            user = self.get(user_id)
+            user.is_admin = is_admin
+            try:
+                user.version = self.db.put(_user_to_doc(user))
+            except DocumentConflict:
+                continue
+            return user
+        raise VersionConflict("the user keeps changing; try again", self.get(user_id).version)
+
 
 @dataclass
 class RefreshToken:
@@ -485,15 +497,15 @@ class NoteRepository:
 
     # history -----------------------------------------------------------------------------------
     def revisions(self, note_id: str, first: int) -> list[NoteRevision]:
-        """Revisions of a note, newest first."""
+        """Listed revisions of a note, newest first."""
         rows = self.db.view(
             NOTES_DESIGN,
             "revisions_by_note",
             descending=True,
             include_docs=True,
             limit=first,
-            startkey=[note_id, _HIGH],
-            endkey=[note_id],
+            startkey=[note_id, True, _HIGH],
+            endkey=[note_id, True],
         )["rows"]
         return [revision_from_doc(row["doc"]) for row in rows if row.get("doc")]
 
@@ -511,16 +523,20 @@ class NoteRepository:
         }
 
     def prune_revisions(self, note_id: str, keep: int) -> int:
-        """Delete the oldest revisions beyond `keep`; returns how many were deleted."""
-        rows = self.db.view(
-            NOTES_DESIGN,
-            "revisions_by_note",
-            descending=True,
-            limit=keep + 50,
-            startkey=[note_id, _HIGH],
-            endkey=[note_id],
-        )["rows"][keep:]
-        tombstones = _tombstones(self.db, [row["id"] for row in rows])
+        """Delete the oldest revisions beyond `keep`, listed and metadata-only ones each;
+        returns how many were deleted."""
+        doomed: list[str] = []
+        for listed in (True, False):
+            rows = self.db.view(
+                NOTES_DESIGN,
+                "revisions_by_note",
+                descending=True,
+                limit=keep + 50,
+                startkey=[note_id, listed, _HIGH],
+                endkey=[note_id, listed],
+            )["rows"]
+            doomed += [row["id"] for row in rows[keep:]]
+        tombstones = _tombstones(self.db, doomed)
         self.db.bulk_docs(tombstones)
         return len(tombstones)
 
@@ -600,12 +616,17 @@ class NoteRepository:
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
 
     def tag_counts(self, scope: str) -> list[TagCount]:
+        """Live notes per tag; spellings that differ only in case count as one tag, shown as
+        its most used spelling (the tag filter ignores case too)."""
         rows = self.db.view(
-            NOTES_DESIGN,
-            "tag_counts",
-            group=True,
-            startkey=[scope],
-            endkey=[scope, _HIGH],
+            NOTES_DESIGN, "tag_counts", group=True, startkey=[scope], endkey=[scope, _HIGH]
         )["rows"]
-        counts = [TagCount(row["key"][1], row["value"]) for row in rows]
+        totals: dict[str, int] = {}
+        spelling: dict[str, tuple[int, str]] = {}
+        for row in rows:
+            tag, count = row["key"][1], row["value"]
+            key = tag.casefold()
+            totals[key] = totals.get(key, 0) + count
+            spelling[key] = max(spelling.get(key, (0, tag)), (count, tag))
+        counts = [TagCount(spelling[key][1], total) for key, total in totals.items()]
         return sorted(counts, key=lambda tc: (-tc.count, tc.tag.casefold()))

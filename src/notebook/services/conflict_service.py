@@ -13,19 +13,28 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from notebook.core import validation
-from notebook.core.domain import Note, NoteRevision, User, revision_id, utc_now
+from notebook.core.domain import METADATA_REASON, Note, NoteRevision, User, format_time, revision_id, utc_now
 from notebook.core.errors import InvalidInput, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
-from notebook.database.conflicts import ConflictStore, Leaf
+from notebook.database.conflicts import ConflictStore
 from notebook.database.couchdb_client import CouchError
 from notebook.database.repository import NoteRepository, note_from_doc
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+
+
+class BaseNotHereYet(Exception):
+    """The revision document of the common ancestor is not on this node (yet)."""
+
+
+def _fields(version: NoteVersion) -> tuple[str, str, tuple[str, ...]]:
+    return (version.title, version.content, version.tags)
 
 
 def version_of(note: Note | NoteRevision, version: str = "") -> NoteVersion:
@@ -72,6 +81,7 @@ def apply_version(note: Note, merged: NoteVersion) -> Note:
 class ResolverReport:
     resolved: int = 0
     left_for_people: int = 0
+    waiting: int = 0  # for the common ancestor's revision to arrive by replication
     other_documents: int = 0
     errors: int = 0
     unresolved_ids: list[str] = field(default_factory=list)
@@ -81,9 +91,14 @@ class ConflictResolver:
     """Finds conflicted documents and settles them; safe to run in several processes at once."""
 
     def __init__(
-        self, notes: NoteRepository, notes_store: ConflictStore, other_stores: Sequence[ConflictStore]
+        self,
+        notes: NoteRepository,
+        notes_store: ConflictStore,
+        other_stores: Sequence[ConflictStore],
+        base_wait_seconds: float = 300.0,
     ):
         self.notes = notes
+        self.base_wait_seconds = base_wait_seconds
         self.notes_store = notes_store
         self.stores = [notes_store, *other_stores]
 
@@ -120,7 +135,10 @@ class ConflictResolver:
     def _resolve_one(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
         try:
             if store is self.notes_store and doc_id.startswith("note:"):
-                if self.resolve_note(doc_id):
+                outcome = self.resolve_note(doc_id)
+                if outcome is None:
+                    report.waiting += 1
+                elif outcome:
                     report.resolved += 1
                 else:
                     report.left_for_people += 1
@@ -132,8 +150,9 @@ class ConflictResolver:
             log.info("conflict on %s not settled this round: %s", doc_id, exc)
 
     # merging ---------------------------------------------------------------------------------
-    def resolve_note(self, note_id: str) -> bool:
-        """Merge every leaf of a note; False when content edits overlap (left for a person)."""
+    def resolve_note(self, note_id: str) -> bool | None:
+        """Merge every leaf of a note. True when settled, False when content edits overlap (left
+        for a person), None when the common ancestor's revision has not replicated here yet."""
         carried: list[tuple[Note, list[str]]] = []  # losers already deleted by an earlier attempt
         for _ in range(MAX_ATTEMPTS):
             leaves = self.notes_store.leaves(note_id)
@@ -148,15 +167,21 @@ class ConflictResolver:
             losers += [item for item in carried if item[0].version not in present]
             merged = version_of(winner)
             for loser, history in losers:
-                base = self._common_ancestor(note_id, winner_leaf, Leaf({"_rev": loser.version}, history))
+                try:
+                    base = self._common_ancestor(note_id, winner_leaf.history, history)
+                except BaseNotHereYet:
+                    if self._recent(winner, loser):
+                        return None
+                    base = None  # long gone (pruned): only identical content merges
                 outcome = merge_versions(base, merged, version_of(loser))
                 if not outcome.clean:
                     return False
                 merged = outcome.version
             result = apply_version(winner, merged)
+            # every replaced version keeps its revision, including the winner's previous state
             revisions = [NoteRevision.of(loser, "CONFLICT_LOSER") for loser, _ in losers]
-            if version_of(result) != version_of(winner):
-                revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE"))
+            changed = _fields(version_of(result)) != _fields(version_of(winner))
+            revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE" if changed else METADATA_REASON))
             try:
                 self.notes.write_resolution(result, [leaf.rev for leaf in loser_leaves], revisions)
                 return True
@@ -165,28 +190,23 @@ class ConflictResolver:
                 carried = losers
         return False
 
-    def _common_ancestor(self, note_id: str, ours: Leaf, theirs: Leaf) -> NoteVersion | None:
-        """The fields of the newest version both leaves descend from, read from our revision
-        documents: the first revision kept at or after that version on either branch."""
-        shared = set(theirs.history)
-        ancestor_index = next((i for i, rev in enumerate(ours.history) if rev in shared), None)
-        if ancestor_index is None:
+    def _common_ancestor(self, note_id: str, ours: list[str], theirs: list[str]) -> NoteVersion | None:
+        """The fields of the newest version both histories share, from the revision document
+        that was written when it was replaced (CouchDB may have compacted its body away).
+        None when the histories share nothing."""
+        shared = set(theirs)
+        ancestor = next((rev for rev in ours if rev in shared), None)
+        if ancestor is None:
             return None
-        ancestor = ours.history[ancestor_index]
-        their_index = theirs.history.index(ancestor)
-        chains = [
-            list(reversed(ours.history[: ancestor_index + 1])),
-            list(reversed(theirs.history[: their_index + 1])),
-        ]
-        wanted = [revision_id(note_id, rev) for chain in chains for rev in chain]
-        found = self.notes.get_revisions(wanted)
-        for chain in chains:
-            for rev in chain:
-                revision = found.get(revision_id(note_id, rev))
-                if revision is not None:
-                    return version_of(revision)
-        # no revision on either branch: neither changed title, content or tags since the ancestor
-        return version_of(note_from_doc(ours.doc))
+        revision = self.notes.get_revision(revision_id(note_id, ancestor))
+        if revision is None:
+            raise BaseNotHereYet(ancestor)
+        return version_of(revision)
+
+    def _recent(self, *notes: Note) -> bool:
+        """Whether a missing revision may still be on its way by replication."""
+        horizon = format_time(datetime.now(UTC) - timedelta(seconds=self.base_wait_seconds))
+        return any(note.updated_at > horizon for note in notes)
 
     # people ----------------------------------------------------------------------------------
     def resolve_by_person(
@@ -215,11 +235,13 @@ class ConflictResolver:
                 result.pinned = bool(merged["pinned"])
         result.updated_at = utc_now()
         result.updated_by = actor.id
-        if merged:
-            revisions = [NoteRevision.of(leaf_note, "CONFLICT_MERGE") for leaf_note in by_version.values()]
-        else:
-            revisions = [
-                NoteRevision.of(n, "CONFLICT_LOSER") for v, n in by_version.items() if v != kept.version
-            ]
+        # every leaf is replaced; the kept one only in metadata when no fields were supplied
+        revisions = [
+            NoteRevision.of(
+                leaf_note,
+                "CONFLICT_MERGE" if merged else METADATA_REASON if v == kept.version else "CONFLICT_LOSER",
+            )
+            for v, leaf_note in by_version.items()
+        ]
         self.notes.write_resolution(result, [leaf.rev for leaf in leaves[1:]], revisions)
         return result

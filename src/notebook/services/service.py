@@ -8,6 +8,7 @@ from typing import Any
 
 from notebook.core import validation
 from notebook.core.domain import (
+    METADATA_REASON,
     NOTE_PREFIX,
     NOTEBOOK_PREFIX,
     REVISION_PREFIX,
@@ -194,7 +195,7 @@ class NoteService:
         )
 
     def _target_notebook(self, actor: User, notebook_id: str | None) -> Notebook:
-        target = notebook_id or actor.default_notebook_id
+        target = actor.default_notebook_id if notebook_id is None else notebook_id
         if not target:
             raise InvalidInput("notebookId is required", field="notebookId")
         return self.notebook_service.writable(actor, target)
@@ -230,23 +231,26 @@ class NoteService:
         target = self.notebook_service.writable(actor, notebook_id)
         if target.id == note.notebook_id:
             return note
+        previous = NoteRevision.of(note, METADATA_REASON)
         note.notebook_id = target.id
         note.owner_id = target.owner_id
-        return self._save(actor, note)
+        return self._save(actor, note, previous)
 
     def trash_note(self, actor: User, note_id: str) -> Note:
         note = self._editable(actor, note_id)
         if note.trashed:
             return note
+        previous = NoteRevision.of(note, METADATA_REASON)
         note.trashed_at = utc_now()
-        return self._save(actor, note)
+        return self._save(actor, note, previous)
 
     def restore_note(self, actor: User, note_id: str) -> Note:
         note = self._editable(actor, note_id)
         if not note.trashed:
             return note
+        previous = NoteRevision.of(note, METADATA_REASON)
         note.trashed_at = None
-        return self._save(actor, note)
+        return self._save(actor, note, previous)
 
     def delete_note(self, actor: User, note_id: str) -> bool:
         note = self._editable(actor, note_id)
@@ -278,18 +282,16 @@ class NoteService:
                     result.errors.append(f"{note.title[:40]}: {error}")
         return result
 
-    def _save(self, actor: User, note: Note, previous: NoteRevision | None = None) -> Note:
-        """Write the note; `previous` is kept as a revision if title, content or tags changed."""
-        if previous is not None and (previous.title, previous.content, previous.tags) == (
-            note.title,
-            note.content,
-            note.tags,
-        ):
-            previous = None
+    def _save(self, actor: User, note: Note, previous: NoteRevision) -> Note:
+        """Write the note with the revision keeping the version it replaces: every replaced
+        version has one (conflict merges read their base from it); one that differs from the
+        new version only in metadata is kept but not listed."""
+        if (previous.title, previous.content, previous.tags) == (note.title, note.content, note.tags):
+            previous.reason = METADATA_REASON
         note.updated_at = utc_now()
         note.updated_by = actor.id
         self.notes.update(note, previous)
-        if previous is not None and _generation(note.version) % PRUNE_EVERY == 0:
+        if _generation(note.version) % PRUNE_EVERY == 0:
             self.notes.prune_revisions(note.id, self.revision_retention)
         return note
 

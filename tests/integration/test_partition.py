@@ -1,0 +1,219 @@
+"""A network partition between real replicating nodes: concurrent edits are merged, never lost.
+
+Three pouchdb-server nodes replicate in a full mesh; each node receives replication through a
+loopback TCP proxy (the mesh's `peer_urls`). Cutting the proxies partitions the nodes from each
+other while every node keeps accepting writes through its own app.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from config.settings import load_config
+from notebook.api.app import create_app
+from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.design_docs import database_names
+from notebook.database.local_server import LocalCluster
+from notebook.database.replication import ReplicationManager
+from tests.conftest import GraphQL
+from tests.support.tcp_proxy import TcpProxy
+
+PARAGRAPHS = "Intro paragraph.\n\nMiddle paragraph.\n\nClosing paragraph."
+NOTE = "id title content version revisions { content reason } conflicts { version content }"
+CONVERGE_SECONDS = 90
+
+
+class Cluster:
+    def __init__(self, nodes: LocalCluster, proxies: list[TcpProxy], prefix: str) -> None:
+        self.nodes = nodes
+        self.proxies = proxies
+        self.prefix = prefix
+        self.notes_db = database_names(prefix)["notes"]
+        self.clients = [CouchDBClient(url) for url in nodes.urls]
+        self.apps = [
+            create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix))
+            for url in nodes.urls
+        ]
+        self.gql = [GraphQL(app.test_client()) for app in self.apps]
+
+    def doc_on(self, node: int, doc_id: str) -> dict[str, Any] | None:
+        return self.clients[node].database(self.notes_db).get_or_none(doc_id, conflicts=True)
+
+    def settle(self) -> None:
+        """What the resolver thread of every app process does, one round on each node."""
+        for app in self.apps:
+            app.extensions["notebook"].resolver.resolve_pending()
+
+
+def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    nodes = LocalCluster(tmp_path_factory.mktemp("partition"), nodes=3)
+    nodes.start()
+    proxies = [TcpProxy(node.port) for node in nodes.nodes]
+    prefix = f"p{uuid.uuid4().hex[:8]}_"
+    # every node pushes its writes to the others through the receiving node's proxy
+    manager = ReplicationManager(
+        nodes.urls,
+        list(database_names(prefix).values()),
+        peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
+    )
+    manager.ensure_mesh()
+    built = Cluster(nodes, proxies, prefix)
+    yield built
+    for app in built.apps:
+        app.extensions["notebook"].close()
+    manager.close()
+    for proxy in proxies:
+        proxy.close()
+    nodes.stop()
+
+
+def edit(gql: GraphQL, token: str, note: dict, content: str) -> dict:
+    return gql.data(
+        f"""mutation($id: ID!, $c: String!, $v: String!) {{
+              updateNote(id: $id, input: {{content: $c}}, version: $v) {{ {NOTE} }} }}""",
+        {"id": note["id"], "c": content, "v": note["version"]},
+        token,
+    )["updateNote"]
+
+
+def shared_note(cluster: Cluster) -> tuple[str, dict]:
+    """A user and a note that every node has."""
+    user = cluster.gql[0].register()
+    note = cluster.gql[0].data(
+        f'mutation($c: String!) {{ createNote(input: {{title: "Plan", content: $c}}) {{ {NOTE} }} }}',
+        {"c": PARAGRAPHS},
+        user["token"],
+    )["createNote"]
+    users_db = database_names(cluster.prefix)["users"]
+    wait_until(
+        lambda: all(
+            (cluster.doc_on(n, note["id"]) or {}).get("_rev") == note["version"]
+            and cluster.clients[n].database(users_db).get_or_none(user["user"]["id"])
+            for n in range(3)
+        ),
+        30,
+        "the user and the note on every node",
+    )
+    return user["token"], note
+
+
+def partitioned_edits(
+    cluster: Cluster, token: str, note: dict, side_a: str, side_b: str
+) -> tuple[dict, dict]:
+    """Cut replication between the nodes, edit the same version on A and on B, then heal."""
+    for proxy in cluster.proxies:
+        proxy.cut()
+    try:
+        edited_a = edit(cluster.gql[0], token, note, side_a)
+        edited_b = edit(cluster.gql[1], token, note, side_b)
+        time.sleep(1.0)  # long enough for replication to carry them, were it running
+        assert (cluster.doc_on(0, note["id"]) or {}).get("_rev") == edited_a["version"]
+        assert (cluster.doc_on(1, note["id"]) or {}).get("_rev") == edited_b["version"]
+    finally:
+        for proxy in cluster.proxies:
+            proxy.restore()
+    return edited_a, edited_b
+
+
+def test_edits_on_both_sides_of_a_partition_are_merged(cluster: Cluster) -> None:
+    token, note = shared_note(cluster)
+    first = PARAGRAPHS.replace("Intro paragraph.", "Intro paragraph, edited on A.")
+    last = PARAGRAPHS.replace("Closing paragraph.", "Closing paragraph, edited on B.")
+    edited_a, edited_b = partitioned_edits(cluster, token, note, first, last)
+    healed = time.monotonic()
+
+    merged = "Intro paragraph, edited on A.\n\nMiddle paragraph.\n\nClosing paragraph, edited on B."
+
+    def converged() -> bool:
+        cluster.settle()
+        docs = [cluster.doc_on(n, note["id"]) for n in range(3)]
+        return all(
+            doc and doc["content"] == merged and "_conflicts" not in doc and doc["_rev"] == docs[0]["_rev"]
+            for doc in docs
+        )
+
+    wait_until(converged, CONVERGE_SECONDS, "one merged note on every node")
+    print(json.dumps({"partition_merge_converged_seconds": round(time.monotonic() - healed, 2)}))
+
+    for gql in cluster.gql:
+        seen = gql.data(f"query($id: ID!) {{ note(id: $id) {{ {NOTE} }} }}", {"id": note["id"]}, token)[
+            "note"
+        ]
+        assert seen["content"] == merged and seen["conflicts"] == []
+    revisions = {r["content"]: r["reason"] for r in seen["revisions"]}
+    assert {revisions.get(edited_a["content"]), revisions.get(edited_b["content"])} == {
+        "CONFLICT_MERGE",
+        "CONFLICT_LOSER",
+    }, seen["revisions"]
+    assert revisions.get(PARAGRAPHS) == "EDIT"
+
+
+def test_overlapping_edits_stay_visible_until_a_person_resolves_them(cluster: Cluster) -> None:
+    token, note = shared_note(cluster)
+    ours = PARAGRAPHS.replace("Middle paragraph.", "Middle rewritten on A.")
+    theirs = PARAGRAPHS.replace("Middle paragraph.", "Middle rewritten on B.")
+    partitioned_edits(cluster, token, note, ours, theirs)
+
+    def one_conflict_everywhere() -> bool:
+        cluster.settle()  # the resolver must leave this one alone
+        docs = [cluster.doc_on(n, note["id"]) for n in range(3)]
+        return all(doc and len(doc.get("_conflicts", [])) == 1 for doc in docs)
+
+    wait_until(one_conflict_everywhere, CONVERGE_SECONDS, "the conflict on every node")
+    seen = cluster.gql[2].data(
+        f"query($id: ID!) {{ note(id: $id) {{ {NOTE} }} }}", {"id": note["id"]}, token
+    )["note"]
+    assert len(seen["conflicts"]) == 1
+    assert {seen["content"], seen["conflicts"][0]["content"]} == {ours, theirs}
+
+    keep = seen["conflicts"][0]
+    settled = cluster.gql[2].data(
+        f"""mutation($id: ID!, $keep: String!) {{
+              resolveNoteConflict(id: $id, keepVersion: $keep) {{ {NOTE} }} }}""",
+        {"id": note["id"], "keep": keep["version"]},
+        token,
+    )["resolveNoteConflict"]
+    assert settled["content"] == keep["content"] and settled["conflicts"] == []
+
+    def settled_everywhere() -> bool:
+        docs = [cluster.doc_on(n, note["id"]) for n in range(3)]
+        return all(doc and doc["content"] == keep["content"] and "_conflicts" not in doc for doc in docs)
+
+    wait_until(settled_everywhere, CONVERGE_SECONDS, "the person's choice on every node")
+    assert seen["content"] in {r["content"] for r in settled["revisions"] if r["reason"] == "CONFLICT_LOSER"}
+
+
+def test_tcp_proxy_really_partitions(cluster: Cluster) -> None:
+    """The partition is real: while B's proxy is cut, a write on A reaches C but not B."""
+    client = cluster.clients[0].database(cluster.notes_db)
+    cluster.proxies[1].cut()
+    try:
+        doc_id = f"probe:{uuid.uuid4().hex}"
+        client.put({"_id": doc_id, "type": "probe"})
+        wait_until(
+            lambda: cluster.clients[2].database(cluster.notes_db).get_or_none(doc_id), 30, "the probe on C"
+        )
+        time.sleep(1.0)
+        assert cluster.clients[1].database(cluster.notes_db).get_or_none(doc_id) is None
+    finally:
+        cluster.proxies[1].restore()
+    wait_until(
+        lambda: cluster.clients[1].database(cluster.notes_db).get_or_none(doc_id), 60, "the probe on B"
+    )
