@@ -711,3 +711,17 @@ def test_credentials_never_appear_in_errors_logs_or_status(
     for text in messages + logged:
         assert PASSWORD not in text
         assert "admin:" not in text
+
+
+def test_a_very_short_password_does_not_garble_messages(cluster: FakeCluster) -> None:
+    client = CouchDBClient(
+        cluster.urls(), user="admin", password="p", transport=httpx.MockTransport(cluster._dispatch)
+    )
+    try:
+        for node in cluster.nodes:
+            node.down = True
+        with pytest.raises(DatabaseUnavailable) as caught:
+            client.database("notes").get("note:1")
+        assert "http://" in caught.value.reason
+    finally:
+        client.close()

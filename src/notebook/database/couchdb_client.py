@@ -384,7 +384,10 @@ class CouchDBClient:
             self._nodes.append(_Node(index, strip_credentials(raw).rstrip("/") + "/", auth))
         url_passwords = [httpx.URL(u).password or "" for u in url_list]
         secrets = {password, *url_passwords, *(unquote(p) for p in url_passwords)}
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        # messages are built from credential-free URLs; scrubbing is a second line of defence.
+        # A very short password would match ordinary text ("p" in "http") and garble every
+        # message while protecting nothing, so only passwords of 4+ characters are scrubbed.
+        self._secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
         self.timeout = timeout
         self.connect_timeout = min(timeout, 3.0)
         self.probe_interval = probe_interval
