@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from typing import Any
 
+from notebook.core.domain import Note
 from notebook.core.errors import InvalidInput, PayloadTooLarge
 
 MAX_TITLE_CHARS = 500
@@ -120,3 +123,16 @@ def page_size(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PAGE_SIZE:
         raise InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}", field="first")
     return value
+
+
+def apply_note_input(note: Note, changes: Mapping[str, Any]) -> Note:
+    """Apply the fields an UpdateNoteInput sets (None means unchanged), each checked."""
+    if changes.get("title") is not None:
+        note.title = title(changes["title"])
+    if changes.get("content") is not None:
+        note.content = content(changes["content"])
+    if changes.get("tags") is not None:
+        note.tags = tags(changes["tags"])
+    if changes.get("pinned") is not None:
+        note.pinned = bool(changes["pinned"])
+    return note

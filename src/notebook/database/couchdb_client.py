@@ -1087,13 +1087,14 @@ class Database:
             body["use_index"] = use_index
         return self._request("POST", "_find", body=body)["docs"]
 
-    def view(self, design: str, view: str, **params: Any) -> dict[str, Any]:
-        """Query a view; `keys` goes in the body so long key lists fit."""
+    def view(self, design: str, view: str, *, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        """Query a view; `keys` goes in the body so long key lists fit. `timeout` overrides the
+        client's for a query that may have to build the index first."""
         path = f"_design/{quote(design, safe='')}/_view/{quote(view, safe='')}"
         keys = params.pop("keys", None)
         if keys is not None:
-            return self._request("POST", path, params=params, body={"keys": keys})
-        return self._request("GET", path, params=params)
+            return self._request("POST", path, params=params, body={"keys": keys}, timeout=timeout)
+        return self._request("GET", path, params=params, timeout=timeout)
 
     def changes(self, **params: Any) -> dict[str, Any]:
         timeout = None

@@ -67,6 +67,7 @@ _REFRESH_BY_FAMILY_VIEW = """function (doc) {
 }"""
 
 NOTES_DESIGN = "notebook"
+VIEW_BUILD_SECONDS = 600.0
 USERS_DESIGN = "users"
 
 ORDER_VIEWS = {
@@ -123,16 +124,22 @@ def open_databases(client: CouchDBClient, prefix: str) -> Databases:
 
 
 def ensure_schema(databases: Databases, warm: bool = True) -> None:
-    """Create databases and design documents if missing; then build the views once.
-
-    Warming matters: a cold view blocks its first query while it is built.
-    """
+    """Create databases and design documents if missing; then build the views once."""
     for db in databases.all():
         db.ensure_exists()
     databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
     databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
     if warm:
-        for view in NOTES_DESIGN_DOC["views"]:
-            databases.notes.view(NOTES_DESIGN, view, limit=0)
-        for view in USERS_DESIGN_DOC["views"]:
-            databases.users.view(USERS_DESIGN, view, limit=0)
+        warm_views(databases)
+
+
+def warm_views(databases: Databases, timeout: float = VIEW_BUILD_SECONDS) -> None:
+    """Bring every view up to date. A stale view makes its next query index everything written
+    since, which on pouchdb-server can outlast a request timeout (CouchDB 3 indexes in the
+    background by itself): run this at start-up and after bulk loads."""
+    for db, design, doc in (
+        (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
+        (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
+    ):
+        for view in doc["views"]:
+            db.view(design, view, limit=0, timeout=timeout)

@@ -225,14 +225,7 @@ class ConflictResolver:
         kept = by_version[keep_version] if keep_version is not None else winner
         result = apply_version(winner, version_of(kept))
         if merged:
-            if merged.get("title") is not None:
-                result.title = validation.title(merged["title"])
-            if merged.get("content") is not None:
-                result.content = validation.content(merged["content"])
-            if merged.get("tags") is not None:
-                result.tags = validation.tags(merged["tags"])
-            if merged.get("pinned") is not None:
-                result.pinned = bool(merged["pinned"])
+            validation.apply_note_input(result, merged)
         result.updated_at = utc_now()
         result.updated_by = actor.id
         # every leaf is replaced; the kept one only in metadata when no fields were supplied

@@ -216,14 +216,7 @@ class NoteService:
         if note.version != version:
             raise VersionConflict("the note was changed by someone else", note.version)
         previous = NoteRevision.of(note, "EDIT")
-        if changes.get("title") is not None:
-            note.title = validation.title(changes["title"])
-        if changes.get("content") is not None:
-            note.content = validation.content(changes["content"])
-        if changes.get("tags") is not None:
-            note.tags = validation.tags(changes["tags"])
-        if changes.get("pinned") is not None:
-            note.pinned = bool(changes["pinned"])
+        validation.apply_note_input(note, changes)
         return self._save(actor, note, previous)
 
     def move_note(self, actor: User, note_id: str, notebook_id: str) -> Note:
