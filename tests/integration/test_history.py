@@ -255,3 +255,42 @@ def test_resolver_waits_for_the_ancestor_revision_to_arrive(app: Any, gql: Any) 
     assert services.resolver.resolve_pending().resolved == 1
     merged = read(gql, user["token"], base["id"])
     assert merged["content"] == "FIRST paragraph.\n\nMiddle paragraph.\n\nLAST paragraph."
+
+
+def test_resolvers_racing_on_one_note_settle_it_once(app: Any, gql: Any, config: Any) -> None:
+    """Several app processes run the resolver at once: the outcome is the same single merge."""
+    import threading
+
+    from notebook.bootstrap import bootstrap
+
+    services = app.extensions["notebook"]
+    user = gql.register()
+    base = create(gql, user["token"])
+    ours = update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
+    _sibling(
+        services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST")
+    )
+    processes = [bootstrap(config, install_schema=False) for _ in range(4)]  # one per "process"
+    start = threading.Barrier(len(processes))
+    reports: list[Any] = []
+
+    def run(other: Any) -> None:
+        start.wait()
+        reports.append(other.resolver.resolve_pending())
+
+    threads = [threading.Thread(target=run, args=(other,)) for other in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for other in processes:
+        other.close()
+    services.resolver.resolve_pending()  # a straggler round, as the next feed event would run
+
+    note = read(gql, user["token"], base["id"])
+    assert note["content"] == "FIRST paragraph.\n\nMiddle paragraph.\n\nLAST paragraph."
+    assert note["conflicts"] == []
+    assert "_conflicts" not in services.databases.notes.get(base["id"], conflicts=True)
+    contents = [r["content"] for r in note["revisions"]]
+    assert ours["content"] in contents and PARAGRAPHS.replace("Last", "LAST") in contents
+    assert sum(report.errors for report in reports) <= len(processes) - 1
