@@ -294,3 +294,33 @@ def test_resolvers_racing_on_one_note_settle_it_once(app: Any, gql: Any, config:
     contents = [r["content"] for r in note["revisions"]]
     assert ours["content"] in contents and PARAGRAPHS.replace("Last", "LAST") in contents
     assert sum(report.errors for report in reports) <= len(processes) - 1
+
+
+def test_the_resolver_thread_settles_conflicts_by_itself(config: Any) -> None:
+    """What runs in production: the app's own resolver thread follows the changes feed."""
+    import dataclasses
+    import time
+
+    from notebook.api.app import create_app
+    from tests.conftest import GraphQL
+
+    app = create_app(dataclasses.replace(config, conflict_resolver=True, conflict_poll_seconds=0.2))
+    try:
+        gql = GraphQL(app.test_client())
+        services = app.extensions["notebook"]
+        user = gql.register()
+        base = create(gql, user["token"])
+        update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
+        _sibling(
+            services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST")
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            note = read(gql, user["token"], base["id"])
+            if not note["conflicts"]:
+                break
+            time.sleep(0.1)
+        assert note["conflicts"] == []
+        assert note["content"] == "FIRST paragraph.\n\nMiddle paragraph.\n\nLAST paragraph."
+    finally:
+        app.extensions["notebook"].close()

@@ -56,19 +56,12 @@ class ConflictStore:
         rows = self.db.view(self.design, "conflicted", limit=limit)["rows"]
         return list(dict.fromkeys(row["id"] for row in rows))
 
-    def changed_with_leaves(
-        self, since: str | int, timeout_ms: int, limit: int = 500
-    ) -> tuple[list[str], Any]:
-        """Wait for changes after `since`; return ids that have more than one leaf, and the new position."""
-        params: dict[str, Any] = {
-            "since": since,
-            "style": "all_docs",
-            "limit": limit,
-            "feed": "longpoll",
-            "timeout": timeout_ms,
-        }
+    def changed_with_leaves(self, since: str | int, limit: int = 500) -> tuple[list[str], Any]:
+        """Changes after `since` (answered at once, not held open: pouchdb-server keeps a
+        longpoll open past its `timeout`, which looked like a dead node); return the ids that
+        have more than one leaf, and the new position."""
         try:
-            result = self.db.changes(**params)
+            result = self.db.changes(since=since, style="all_docs", limit=limit)
         except BadRequest:
             # a position from another node: start again from now
             result = self.db.changes(since="now", limit=1)

@@ -112,7 +112,8 @@ class ConflictResolver:
         return report
 
     def run(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
-        """Follow the notes changes feed until `stop` is set; sweep the views now and then."""
+        """Follow the notes changes feed every `poll_seconds` until `stop` is set; sweep the
+        `conflicted` views every third round."""
         since: Any = "now"
         last_sweep = -float("inf")
         while not stop.is_set():
@@ -120,10 +121,12 @@ class ConflictResolver:
                 if time.monotonic() - last_sweep >= poll_seconds * 3:
                     last_sweep = time.monotonic()
                     self.resolve_pending()
-                ids, since = self.notes_store.changed_with_leaves(since, timeout_ms=int(poll_seconds * 1000))
+                ids, since = self.notes_store.changed_with_leaves(since)
                 report = ResolverReport()
                 for doc_id in ids:
                     self._resolve_one(self.notes_store, doc_id, report)
+                if not ids:
+                    stop.wait(poll_seconds)
             except CouchError as exc:
                 log.warning("conflict resolver waiting for the database: %s", exc.reason)
                 stop.wait(poll_seconds)
