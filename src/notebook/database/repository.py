@@ -229,19 +229,6 @@ def result_for(results: Sequence[dict[str, Any]], doc_id: str) -> dict[str, Any]
     return {"id": doc_id, "error": "missing_result"}
 
 
-def _write_results(db: Database, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Bulk write; raise VersionConflict for the first document that conflicted."""
-    results = db.bulk_docs(docs)
-    for doc in docs:
-        result = result_for(results, doc["_id"])
-        if result.get("error") == "conflict":
-            raise VersionConflict("the document was changed by someone else", _current_rev(db, doc["_id"]))
-        if result.get("error"):
-            raise RuntimeError(f"write of {doc['_id']} failed: {result.get('error')}")
-        doc["_rev"] = result["rev"]
-    return results
-
-
 class NotebookRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -275,9 +262,11 @@ class NotebookRepository:
 
     def update(self, notebook: Notebook) -> None:
         """Write changes made to `notebook`; its `version` must still be current."""
-        doc = _notebook_to_doc(notebook)
-        _write_results(self.db, [doc])
-        notebook.version = doc["_rev"]
+        try:
+            notebook.version = self.db.put(_notebook_to_doc(notebook))
+        except DocumentConflict:
+            current = _current_rev(self.db, notebook.id)
+            raise VersionConflict("the notebook was changed by someone else", current) from None
 
     def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
         """Live (not trashed) notes per notebook, in one request."""
@@ -514,13 +503,6 @@ class NoteRepository:
         if doc is None or doc.get("type") != "note_revision":
             return None
         return revision_from_doc(doc)
-
-    def get_revisions(self, revision_ids: Iterable[str]) -> dict[str, NoteRevision]:
-        return {
-            doc_id: revision_from_doc(doc)
-            for doc_id, doc in self.db.get_many(revision_ids).items()
-            if doc.get("type") == "note_revision"
-        }
 
     def prune_revisions(self, note_id: str, keep: int) -> int:
         """Delete the oldest revisions beyond `keep`, listed and metadata-only ones each;
