@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -24,6 +25,15 @@ def _bool(value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    """IP addresses and CIDR ranges; ValueError names none of them (they are not secret, but
+    the message stays one line)."""
+    items = _list(value)
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return items
 
 
 @dataclass(frozen=True)
@@ -58,14 +68,24 @@ class Config:
 
     access_token_seconds: int = 15 * 60
     refresh_token_seconds: int = 30 * 24 * 3600
-    login_attempts_per_window: int = 10
-    login_window_seconds: int = 300
 
     max_request_bytes: int = 8 * 1024 * 1024
     graphql_max_depth: int = 12
     graphql_explorer: bool = True
     graphql_introspection: bool = True
     log_level: str = "INFO"
+
+    # abuse limits (docs/security.md, "Rate limits and abuse"); counted in the throttle database
+    trusted_proxies: tuple[str, ...] = ()
+    login_window_seconds: int = 900
+    login_failures_per_account_ip: int = 5
+    login_failures_per_ip: int = 30
+    login_failures_per_account: int = 50
+    register_window_seconds: int = 3600
+    register_per_ip: int = 10
+    password_hash_concurrency: int = 2
+    password_hash_wait_seconds: float = 5.0
+    throttle_cache_size: int = 10_000
 
     @property
     def all_node_urls(self) -> tuple[str, ...]:
@@ -95,6 +115,9 @@ class TestingConfig(Config):
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
     conflict_resolver: bool = False  # tests drive the resolver themselves
+    # every test client is 127.0.0.1: the abuse-limit tests set their own, lower limits
+    register_per_ip: int = 10_000
+    login_failures_per_ip: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -141,9 +164,18 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "KEY_STORE_PATH": ("key_store_path", str),
     "CORS_ORIGINS": ("cors_origins", _list),
     "ACCESS_TOKEN_SECONDS": ("access_token_seconds", int),
-    "LOGIN_ATTEMPTS_PER_WINDOW": ("login_attempts_per_window", int),
     "MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "LOG_LEVEL": ("log_level", str),
+    "TRUSTED_PROXIES": ("trusted_proxies", _networks),
+    "LOGIN_WINDOW_SECONDS": ("login_window_seconds", int),
+    "LOGIN_FAILURES_PER_ACCOUNT_IP": ("login_failures_per_account_ip", int),
+    "LOGIN_FAILURES_PER_IP": ("login_failures_per_ip", int),
+    "LOGIN_FAILURES_PER_ACCOUNT": ("login_failures_per_account", int),
+    "REGISTER_WINDOW_SECONDS": ("register_window_seconds", int),
+    "REGISTER_PER_IP": ("register_per_ip", int),
+    "PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", int),
+    "PASSWORD_HASH_WAIT_SECONDS": ("password_hash_wait_seconds", float),
+    "THROTTLE_CACHE_SIZE": ("throttle_cache_size", int),
 }
 
 

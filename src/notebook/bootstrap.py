@@ -16,8 +16,16 @@ from notebook.database.repository import (
     RefreshTokenRepository,
     UserRepository,
 )
-from notebook.services.auth_service import AuthService, LoginThrottle
+from notebook.database.throttle_repository import ThrottleRepository
+from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
+from notebook.services.rate_limits import (
+    AbuseLimits,
+    AttemptCounter,
+    LoginLimits,
+    PasswordHashing,
+    RegisterLimits,
+)
 from notebook.services.service import NotebookService, NoteService
 
 
@@ -51,6 +59,18 @@ class Services:
         self.couch.close()
 
 
+def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
+    login = LoginLimits(
+        window_seconds=config.login_window_seconds,
+        per_account_ip=config.login_failures_per_account_ip,
+        per_ip=config.login_failures_per_ip,
+        per_account=config.login_failures_per_account,
+    )
+    register = RegisterLimits(window_seconds=config.register_window_seconds, per_ip=config.register_per_ip)
+    longest = max(login.window_seconds, register.window_seconds)
+    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register)
+
+
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
     """Wire repositories and services; install databases and views unless told not to."""
     couch = couch or CouchDBClient(
@@ -66,18 +86,20 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     users = UserRepository(databases.users)
     notebook_repo = NotebookRepository(databases.notes)
     notebooks = NotebookService(notebook_repo)
+    tokens = RefreshTokenRepository(databases.users)
     auth = AuthService(
         users=users,
-        tokens=RefreshTokenRepository(databases.users),
+        tokens=tokens,
         notebooks=notebook_repo,
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
-        throttle=LoginThrottle(config.login_attempts_per_window, config.login_window_seconds),
+        limits=abuse_limits(config, ThrottleRepository(databases.throttle)),
+        hashing=PasswordHashing(config.password_hash_concurrency, config.password_hash_wait_seconds),
     )
     note_repo = NoteRepository(databases.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
-    resolver = ConflictResolver(note_repo, notes_store, [users_store])
+    resolver = ConflictResolver(note_repo, notes_store, [users_store], tokens=tokens)
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
     replication = ReplicationManager(
         config.all_node_urls,

@@ -75,14 +75,17 @@ def test_wrong_password_and_unknown_account(gql: Any) -> None:
 
 def test_login_rate_limit(gql: Any, config: Any) -> None:
     gql.register("ada@example.com")
-    for _ in range(config.login_attempts_per_window):
+    for _ in range(config.login_failures_per_account_ip):
         assert (
             gql.error_code(LOGIN, {"email": "ada@example.com", "password": "wrong password"})
             == "UNAUTHENTICATED"
         )
-    # now even the right password is refused for a while
-    assert gql.error_code(LOGIN, {"email": "ada@example.com", "password": PASSWORD}) == "RATE_LIMITED"
-    assert gql.error_code(LOGIN, {"email": "Ada@Example.com", "password": PASSWORD}) == "RATE_LIMITED"
+    # now even the right password is refused for a while, from this client
+    response = gql.post(LOGIN, {"email": "Ada@Example.com", "password": PASSWORD})
+    error = response.get_json()["errors"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert 0 < error["extensions"]["retryAfter"] <= config.login_window_seconds
+    assert response.headers["Retry-After"] == str(error["extensions"]["retryAfter"])
 
 
 def test_refresh_rotates_the_tokens(gql: Any) -> None:

@@ -27,7 +27,9 @@ from notebook.database.repository import (
     RefreshTokenRepository,
     UserRepository,
 )
+from notebook.database.throttle_repository import ThrottleRepository
 from tests.unit.fakes import (
+    FakeAttemptStore,
     FakeNotebookRepository,
     FakeNoteRepository,
     FakeNoteStore,
@@ -137,6 +139,41 @@ def test_refresh_tokens(repos: Repositories) -> None:
     assert repos.tokens.get("hash-2").revoked
     assert not repos.tokens.get("hash-3").revoked
     assert repos.tokens.mark_used(repos.tokens.get("hash-2")) is False
+    # a token of the family issued on another node arrives by replication after the revocation
+    repos.tokens.add(RefreshToken("hash-4", "user:1", "family-a", expires_at=2e9))
+    assert repos.tokens.get("hash-4").revoked
+    assert not repos.tokens.get("hash-3").revoked
+
+
+@pytest.fixture(params=["couchdb", "fake"])
+def attempts(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "fake":
+        yield FakeAttemptStore()
+        return
+    config: Config = request.getfixturevalue("config")
+    client = CouchDBClient(config.couchdb_url)
+    databases = open_databases(client, config.db_prefix)
+    ensure_schema(databases)
+    yield ThrottleRepository(databases.throttle)
+    for db in databases.all():
+        db.destroy()
+    client.close()
+
+
+def test_attempt_store(attempts: Any) -> None:
+    attempts.record(["ip:a", "pair:x:a"], 100)
+    attempts.record(["ip:a"], 100)
+    attempts.record(["ip:a", "pair:y:a"], 101)
+    attempts.record(["ip:b"], 90)
+    assert attempts.counts(["ip:a", "pair:x:a", "ip:c"], [100, 101]) == {
+        "ip:a": {100: 2, 101: 1},
+        "pair:x:a": {100: 1},
+    }
+    assert attempts.counts(["ip:a"], [101]) == {"ip:a": {101: 1}}
+    assert attempts.counts(["ip:b"], [100, 101]) == {}
+    assert attempts.purge_before(101) == 3  # bucket 90 and both of 100
+    assert attempts.purge_before(101) == 0
+    assert attempts.counts(["ip:a", "ip:b"], [90, 100, 101]) == {"ip:a": {101: 1}}
 
 
 # notebooks ----------------------------------------------------------------------------------------

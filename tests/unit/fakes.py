@@ -47,16 +47,48 @@ class FakeUserRepository:
         return next((copy.deepcopy(u) for u in self.users.values() if u.email == email), None)
 
 
+class FakeAttemptStore:
+    """The throttle database in memory; counts the requests a real one would receive."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[tuple[str, ...], int]] = []
+        self.requests = 0
+
+    def record(self, keys: Sequence[str], bucket: int) -> None:
+        self.requests += 1
+        self.attempts.append((tuple(keys), bucket))
+
+    def counts(self, keys: Sequence[str], buckets: Sequence[int]) -> dict[str, dict[int, int]]:
+        self.requests += 1
+        found: dict[str, dict[int, int]] = {}
+        for attempt_keys, bucket in self.attempts:
+            for key in set(attempt_keys) & set(keys):
+                if bucket in buckets:
+                    found.setdefault(key, {}).setdefault(bucket, 0)
+                    found[key][bucket] += 1
+        return found
+
+    def purge_before(self, bucket: int) -> int:
+        kept = [attempt for attempt in self.attempts if attempt[1] >= bucket]
+        purged = len(self.attempts) - len(kept)
+        self.attempts = kept
+        return purged
+
+
 class FakeRefreshTokenRepository:
     def __init__(self) -> None:
         self.tokens: dict[str, RefreshToken] = {}
+        self.revoked_families: set[str] = set()
 
     def add(self, token: RefreshToken) -> None:
         token.version = _next_version(None)
         self.tokens[token.token_hash] = copy.deepcopy(token)
 
     def get(self, token_hash: str) -> RefreshToken | None:
-        return copy.deepcopy(self.tokens.get(token_hash))
+        token = copy.deepcopy(self.tokens.get(token_hash))
+        if token is not None and token.family in self.revoked_families:
+            token.revoked = True
+        return token
 
     def mark_used(self, token: RefreshToken) -> bool:
         stored = self.tokens[token.token_hash]
@@ -67,6 +99,7 @@ class FakeRefreshTokenRepository:
         return True
 
     def revoke_family(self, family: str) -> int:
+        self.revoked_families.add(family)
         revoked = [t for t in self.tokens.values() if t.family == family and not t.revoked]
         for token in revoked:
             token.revoked = True

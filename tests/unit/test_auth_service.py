@@ -7,9 +7,17 @@ import time
 import pytest
 
 from notebook.core.errors import InvalidInput, RateLimited, Unauthenticated
-from notebook.services.auth_service import DEFAULT_NOTEBOOK_NAME, AuthService, LoginThrottle
+from notebook.services.auth_service import DEFAULT_NOTEBOOK_NAME, AuthService
+from notebook.services.rate_limits import (
+    AbuseLimits,
+    AttemptCounter,
+    LoginLimits,
+    PasswordHashing,
+    RegisterLimits,
+)
 from notebook.utils import crypto_utils
 from tests.unit.fakes import (
+    FakeAttemptStore,
     FakeNotebookRepository,
     FakeNoteStore,
     FakeRefreshTokenRepository,
@@ -42,7 +50,12 @@ def auth(clock: FakeClock) -> AuthService:
         secret_key=SECRET,
         access_token_seconds=900,
         refresh_token_seconds=3600,
-        throttle=LoginThrottle(attempts=3, window_seconds=60, clock=clock),
+        limits=AbuseLimits(
+            AttemptCounter(FakeAttemptStore(), 3600, cache_size=100, clock=clock),
+            LoginLimits(window_seconds=60, per_account_ip=3, per_ip=6, per_account=50),
+            RegisterLimits(window_seconds=3600, per_ip=5),
+        ),
+        hashing=PasswordHashing(concurrency=2, wait_seconds=5),
     )
 
 
@@ -91,31 +104,69 @@ class TestLogin:
             auth.login("bob@example.com", PASSWORD)
         assert wrong.value.message == unknown.value.message
 
-    def test_too_many_failures_are_rate_limited_even_with_the_right_password(
+    def test_too_many_failures_from_one_address_refuse_it_even_the_right_password(
         self, auth: AuthService, clock: FakeClock
     ) -> None:
         auth.register("ada@example.com", PASSWORD)
         for _ in range(3):
             with pytest.raises(Unauthenticated):
-                auth.login("ada@example.com", "wrong password")
-        with pytest.raises(RateLimited):
-            auth.login("ada@example.com", PASSWORD)
-        # another account is not affected
+                auth.login("ada@example.com", "wrong password", client_ip="203.0.113.9")
+        with pytest.raises(RateLimited) as limited:
+            auth.login("ada@example.com", PASSWORD, client_ip="203.0.113.9")
+        assert 1 <= limited.value.extensions["retryAfter"] <= 120
+        # the owner, elsewhere, is not affected; nor is another account from the same address
+        assert (
+            auth.login("ada@example.com", PASSWORD, client_ip="198.51.100.7").user.email == "ada@example.com"
+        )
         with pytest.raises(Unauthenticated):
-            auth.login("bob@example.com", "wrong password")
-        clock.now += 61
-        assert auth.login("ada@example.com", PASSWORD).user.email == "ada@example.com"
+            auth.login("bob@example.com", "wrong password", client_ip="203.0.113.9")
+        clock.now += 121
+        assert (
+            auth.login("ada@example.com", PASSWORD, client_ip="203.0.113.9").user.email == "ada@example.com"
+        )
 
-    def test_success_resets_the_count(self, auth: AuthService) -> None:
+    def test_refused_logins_cost_no_password_hash(self, auth: AuthService) -> None:
         auth.register("ada@example.com", PASSWORD)
-        for _ in range(2):
+        for _ in range(3):
             with pytest.raises(Unauthenticated):
-                auth.login("ada@example.com", "wrong password")
-        auth.login("ada@example.com", PASSWORD)
-        for _ in range(2):
-            with pytest.raises(Unauthenticated):
-                auth.login("ada@example.com", "wrong password")
-        auth.login("ada@example.com", PASSWORD)
+                auth.login("ada@example.com", "wrong password", client_ip="203.0.113.9")
+        hashed = auth.hashing.operations
+        for _ in range(5):
+            with pytest.raises(RateLimited):
+                auth.login("ada@example.com", PASSWORD, client_ip="203.0.113.9")
+        assert auth.hashing.operations == hashed
+
+    def test_unknown_email_and_wrong_password_cost_the_same(self, auth: AuthService) -> None:
+        auth.register("ada@example.com", PASSWORD)
+        store = auth.limits.counter.store
+        before = (auth.hashing.operations, store.requests)
+        with pytest.raises(Unauthenticated) as wrong:
+            auth.login("ada@example.com", "wrong password", client_ip="203.0.113.9")
+        middle = (auth.hashing.operations, store.requests)
+        with pytest.raises(Unauthenticated) as unknown:
+            auth.login("nobody@example.com", "wrong password", client_ip="203.0.113.9")
+        after = (auth.hashing.operations, store.requests)
+        assert (wrong.value.message, wrong.value.extensions) == (
+            unknown.value.message,
+            unknown.value.extensions,
+        )
+        # one argon2 verification and the same throttle requests each
+        assert middle[0] - before[0] == after[0] - middle[0] == 1
+        assert middle[1] - before[1] == after[1] - middle[1]
+
+
+class TestRegisterLimit:
+    def test_each_address_registers_a_bounded_number_of_accounts(self, auth: AuthService) -> None:
+        for n in range(5):
+            auth.register(f"user{n}@example.com", PASSWORD, client_ip="203.0.113.9")
+        with pytest.raises(RateLimited) as limited:
+            auth.register("user5@example.com", PASSWORD, client_ip="203.0.113.9")
+        assert limited.value.extensions["retryAfter"] >= 1
+        assert auth.users.get_by_email("user5@example.com") is None
+        # a taken email counts too: the answer about existence is rate limited
+        with pytest.raises(RateLimited):
+            auth.register("user0@example.com", PASSWORD, client_ip="203.0.113.9")
+        assert auth.register("user5@example.com", PASSWORD, client_ip="198.51.100.7").user.email
 
 
 class TestRefresh:

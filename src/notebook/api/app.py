@@ -17,6 +17,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Config, load_config
+from notebook.api.client_ip import client_ip
 from notebook.api.errors import error_body, format_graphql_error
 from notebook.api.graphql_api import RequestContext, build_schema
 from notebook.api.limits import depth_limit_rule
@@ -68,6 +69,13 @@ def _graphql_body() -> dict[str, Any] | None:
     except (RecursionError, UnicodeEncodeError):
         return None
     return data
+
+
+def _retry_after(result: Any) -> int:
+    """The longest retryAfter among a GraphQL result's errors, for the Retry-After header."""
+    errors = (result.get("errors") or []) if isinstance(result, dict) else []
+    hints = [e.get("extensions", {}).get("retryAfter") for e in errors if isinstance(e, dict)]
+    return max((hint for hint in hints if isinstance(hint, int)), default=0)
 
 
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
@@ -146,7 +154,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
         if not installer.ensure():
             return jsonify(error_body("SERVICE_UNAVAILABLE", "the database is unavailable")), 503
-        context = RequestContext(services, request.headers.get("Authorization"))
+        peer = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), config.trusted_proxies)
+        context = RequestContext(services, request.headers.get("Authorization"), client_ip=peer)
         try:
             success, result = graphql_sync(
                 schema,
@@ -161,7 +170,11 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         except RecursionError:
             # validation follows fragment spreads recursively; a long enough chain exhausts the stack
             return jsonify(error_body("QUERY_TOO_COMPLEX", "the query is nested too deeply")), 400
-        return jsonify(result), 200 if success else 400
+        response = jsonify(result)
+        retry_after = _retry_after(result)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return response, 200 if success else 400
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Any:

@@ -47,9 +47,10 @@ class Loader:
 class RequestContext:
     """What resolvers of one request share: the services, the caller and the loaders."""
 
-    def __init__(self, services: Services, authorization: str | None) -> None:
+    def __init__(self, services: Services, authorization: str | None, client_ip: str = "") -> None:
         self.services = services
         self._authorization = authorization
+        self.client_ip = client_ip  # the caller's address, for abuse limits (api/client_ip.py)
         self._user: User | None = None
         self.users = Loader(services.users.get_many)
         self.notebooks = Loader(services.notebooks.notebooks.get_many)
@@ -223,17 +224,20 @@ def resolve_replication_status(_: Any, info: GraphQLResolveInfo) -> ReplicationS
 def resolve_register(
     _: Any, info: GraphQLResolveInfo, email: str, password: str, display_name: str | None = None
 ) -> AuthResult:
-    return ctx(info).services.auth.register(email, password, display_name)
+    context = ctx(info)
+    return context.services.auth.register(email, password, display_name, client_ip=context.client_ip)
 
 
 @mutation.field("login")
 def resolve_login(_: Any, info: GraphQLResolveInfo, email: str, password: str) -> AuthResult:
-    return ctx(info).services.auth.login(email, password)
+    context = ctx(info)
+    return context.services.auth.login(email, password, client_ip=context.client_ip)
 
 
 @mutation.field("refreshToken")
 def resolve_refresh_token(_: Any, info: GraphQLResolveInfo, refresh_token: str) -> AuthResult:
-    return ctx(info).services.auth.refresh(refresh_token)
+    context = ctx(info)
+    return context.services.auth.refresh(refresh_token, client_ip=context.client_ip)
 
 
 @mutation.field("logout")

@@ -105,5 +105,18 @@ class ConflictStore:
         return not any(r.get("error") for r in results)
 
 
+def refresh_family_to_revoke(leaves: list[Leaf]) -> str | None:
+    """The family to revoke when a refresh token's leaves show a use that raced another change.
+
+    Tokens are only ever changed by being used or revoked, so two live leaves of which one is
+    `used` mean the token was used on two nodes (a replay before replication arrived) or used
+    on one while its session was revoked on another: either way a successor escaped, so the
+    whole family goes. Two `revoked` leaves need nothing more."""
+    docs = [leaf.doc for leaf in leaves if leaf.doc.get("type") == "refresh_token"]
+    if len(docs) < 2 or not any(doc.get("used") for doc in docs):
+        return None
+    return str(docs[0]["family"])
+
+
 def conflict_stores(notes: Database, users: Database) -> tuple[ConflictStore, ConflictStore]:
     return ConflictStore(notes, NOTES_DESIGN), ConflictStore(users, USERS_DESIGN)

@@ -66,9 +66,20 @@ _REFRESH_BY_FAMILY_VIEW = """function (doc) {
   if (doc.type === 'refresh_token') emit(doc.family, null);
 }"""
 
+# abuse limits (database/throttle_repository.py): one document per counted attempt
+_ATTEMPTS_VIEW = """function (doc) {
+  if (doc.type !== 'attempt') return;
+  for (var i = 0; i < doc.keys.length; i++) emit([doc.keys[i], doc.bucket], null);
+}"""
+
+_ATTEMPTS_BY_BUCKET_VIEW = """function (doc) {
+  if (doc.type === 'attempt') emit(doc.bucket, doc._rev);
+}"""
+
 NOTES_DESIGN = "notebook"
 VIEW_BUILD_SECONDS = 600.0
 USERS_DESIGN = "users"
+THROTTLE_DESIGN = "throttle"
 
 ORDER_VIEWS = {
     "UPDATED_DESC": ("notes_by_updated", True),
@@ -102,6 +113,15 @@ USERS_DESIGN_DOC = {
 }
 
 
+THROTTLE_DESIGN_DOC = {
+    "language": "javascript",
+    "views": {
+        "attempts": {"map": _ATTEMPTS_VIEW, "reduce": "_count"},
+        "attempts_by_bucket": {"map": _ATTEMPTS_BY_BUCKET_VIEW},
+    },
+}
+
+
 @dataclass(frozen=True)
 class Databases:
     """Handles on the application's databases on one client."""
@@ -109,13 +129,20 @@ class Databases:
     users: Database
     notes: Database
     activity: Database
+    throttle: Database
 
     def all(self) -> tuple[Database, ...]:
-        return (self.users, self.notes, self.activity)
+        return (self.users, self.notes, self.activity, self.throttle)
 
 
 def database_names(prefix: str) -> dict[str, str]:
-    return {"users": f"{prefix}users", "notes": f"{prefix}notes", "activity": f"{prefix}activity"}
+    return {
+        "users": f"{prefix}users",
+        "notes": f"{prefix}notes",
+        "activity": f"{prefix}activity",
+        # replicated like the others, so limits hold across nodes once replication delivers
+        "throttle": f"{prefix}throttle",
+    }
 
 
 def open_databases(client: CouchDBClient, prefix: str) -> Databases:
@@ -129,6 +156,7 @@ def ensure_schema(databases: Databases, warm: bool = True) -> None:
         db.ensure_exists()
     databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
     databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
+    databases.throttle.ensure_design(THROTTLE_DESIGN, THROTTLE_DESIGN_DOC)
     if warm:
         warm_views(databases)
 
@@ -140,6 +168,7 @@ def warm_views(databases: Databases, timeout: float = VIEW_BUILD_SECONDS) -> Non
     for db, design, doc in (
         (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
         (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
+        (databases.throttle, THROTTLE_DESIGN, THROTTLE_DESIGN_DOC),
     ):
         for view in doc["views"]:
             db.view(design, view, limit=0, timeout=timeout)

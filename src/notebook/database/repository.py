@@ -140,17 +140,23 @@ class RefreshTokenRepository:
         }
         token.version = self.db.put(doc)
 
+    @staticmethod
+    def _family_id(family: str) -> str:
+        return f"refresh_family:{family}"
+
     def get(self, token_hash: str) -> RefreshToken | None:
+        """The token; revoked also when its family's revocation marker is here."""
         doc = self.db.get_or_none(self._doc_id(token_hash))
         if doc is None:
             return None
+        marker = None if doc.get("revoked") else self.db.get_or_none(self._family_id(doc["family"]))
         return RefreshToken(
             token_hash=token_hash,
             user_id=doc["user_id"],
             family=doc["family"],
             expires_at=doc["expires_at"],
             used=doc.get("used", False),
-            revoked=doc.get("revoked", False),
+            revoked=doc.get("revoked", False) or marker is not None,
             version=doc["_rev"],
         )
 
@@ -167,13 +173,23 @@ class RefreshTokenRepository:
         return True
 
     def revoke_family(self, family: str) -> int:
-        """Revoke every token of one login session; returns how many were revoked."""
+        """Revoke every token of one login session; returns how many were revoked here.
+
+        A token of the family may still be on its way from another node (issued there before
+        replication brought the revocation): the family's marker document, which replicates
+        too, makes `get` refuse it wherever it lands."""
         rows = self.db.view(USERS_DESIGN, "refresh_by_family", key=family, include_docs=True)["rows"]
         docs = [row["doc"] for row in rows if row.get("doc") and not row["doc"].get("revoked")]
         for doc in docs:
             doc["revoked"] = True
-        self.db.bulk_docs(docs)
-        return len(docs)
+        revoked = len(docs)
+        marker_id = self._family_id(family)
+        if self.db.get_or_none(marker_id) is None:
+            # written once; a concurrent writer on another node makes an equal conflict leaf
+            docs.append({"_id": marker_id, "type": "refresh_family", "revoked": True})
+        if docs:
+            self.db.bulk_docs(docs)
+        return revoked
 
 
 def _notebook_to_doc(notebook: Notebook) -> dict[str, Any]:

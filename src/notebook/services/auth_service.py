@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from notebook.core import validation
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
-from notebook.core.errors import InvalidInput, NotFound, RateLimited, Unauthenticated
+from notebook.core.errors import InvalidInput, NotFound, Unauthenticated
 from notebook.database.repository import (
     EmailTaken,
     NotebookRepository,
@@ -18,7 +16,10 @@ from notebook.database.repository import (
     RefreshTokenRepository,
     UserRepository,
 )
+from notebook.services.rate_limits import AbuseLimits, PasswordHashing
 from notebook.utils import crypto_utils
+
+security_log = logging.getLogger("notebook.security")
 
 DEFAULT_NOTEBOOK_NAME = "My notes"
 
@@ -31,38 +32,6 @@ class AuthResult:
     user: User
 
 
-class LoginThrottle:
-    """At most `attempts` failed logins per key in a sliding window (per process)."""
-
-    def __init__(self, attempts: int, window_seconds: float, clock: Callable[[], float] = time.monotonic):
-        self.attempts = attempts
-        self.window = window_seconds
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str) -> None:
-        with self._lock:
-            failures = self._recent(key)
-            if len(failures) >= self.attempts:
-                raise RateLimited("too many failed logins; try again later")
-
-    def record_failure(self, key: str) -> None:
-        with self._lock:
-            self._recent(key).append(self.clock())
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-    def _recent(self, key: str) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        horizon = self.clock() - self.window
-        while failures and failures[0] < horizon:
-            failures.popleft()
-        return failures
-
-
 class AuthService:
     def __init__(
         self,
@@ -72,7 +41,8 @@ class AuthService:
         secret_key: str,
         access_token_seconds: int,
         refresh_token_seconds: int,
-        throttle: LoginThrottle,
+        limits: AbuseLimits,
+        hashing: PasswordHashing,
     ) -> None:
         self.users = users
         self.tokens = tokens
@@ -80,20 +50,27 @@ class AuthService:
         self.secret_key = secret_key
         self.access_token_seconds = access_token_seconds
         self.refresh_token_seconds = refresh_token_seconds
-        self.throttle = throttle
+        self.limits = limits
+        self.hashing = hashing
 
-    def register(self, email: str, password: str, display_name: str | None = None) -> AuthResult:
-        """Create an account with its default notebook and log it in."""
+    def register(
+        self, email: str, password: str, display_name: str | None = None, client_ip: str = ""
+    ) -> AuthResult:
+        """Create an account with its default notebook and log it in.
+
+        A taken email is answered as such: see docs/security.md for why, and for the per-address
+        limit that keeps that answer from serving as a fast directory of accounts."""
         email = validation.email(email)
         password = validation.password(password)
         display_name = validation.display_name(display_name)
+        self.limits.before_register(client_ip)
         now = utc_now()
         user = User(
             id=crypto_utils.new_id(USER_PREFIX),
             email=email,
             display_name=display_name,
             created_at=now,
-            password_hash=crypto_utils.hash_password(password),
+            password_hash=self.hashing.hash(password),
             default_notebook_id=crypto_utils.new_id(NOTEBOOK_PREFIX),
         )
         try:
@@ -112,23 +89,31 @@ class AuthService:
         )
         return self._issue(user, family=crypto_utils.random_token())
 
-    def login(self, email: str, password: str) -> AuthResult:
+    def login(self, email: str, password: str, client_ip: str = "") -> AuthResult:
+        """Log in; an unknown email and a wrong password get the same answer after the same work
+        (one argon2 verification and one counted failure)."""
         key = str(email).strip().lower()
-        self.throttle.check(key)
+        self.limits.before_login(key, client_ip)
         user = self.users.get_by_email(key) if isinstance(email, str) else None
-        if not crypto_utils.verify_password(user.password_hash if user else None, str(password)) or not user:
-            self.throttle.record_failure(key)
+        if not self.hashing.verify(user.password_hash if user else None, str(password)) or not user:
+            self.limits.login_failed(key, client_ip)
+            security_log.info("login failed", extra={"event": "login_failed", "client_ip": client_ip})
             raise Unauthenticated("wrong email or password")
-        self.throttle.reset(key)
         return self._issue(user, family=crypto_utils.random_token())
 
-    def refresh(self, refresh_token: str) -> AuthResult:
-        """Trade a refresh token for a new pair; a reused token revokes its whole family."""
-        stored = self.tokens.get(crypto_utils.token_digest(refresh_token))
+    def refresh(self, refresh_token: str, client_ip: str = "") -> AuthResult:
+        """Trade a refresh token for a new pair; a reused token revokes its whole family (on
+        every node: see RefreshTokenRepository.revoke_family and the conflict rule)."""
+        stored = self.tokens.get(crypto_utils.token_digest(str(refresh_token)))
         if stored is None or stored.revoked or stored.expires_at < time.time():
+            security_log.info("refresh refused", extra={"event": "refresh_invalid", "client_ip": client_ip})
             raise Unauthenticated("invalid refresh token")
         if stored.used or not self.tokens.mark_used(stored):
             self.tokens.revoke_family(stored.family)
+            security_log.warning(
+                "refresh token reused; session revoked",
+                extra={"event": "refresh_reuse", "user_id": stored.user_id, "client_ip": client_ip},
+            )
             raise Unauthenticated("refresh token was already used; the session is revoked")
         return self._issue(self.users.get(stored.user_id), family=stored.family)
 
@@ -144,6 +129,8 @@ class AuthService:
         try:
             claims = crypto_utils.read_access_token(self.secret_key, access_token)
         except crypto_utils.InvalidToken as exc:
+            # the reason only: the token itself never reaches the logs
+            security_log.warning("access token refused", extra={"event": "token_refused", "reason": str(exc)})
             raise Unauthenticated(str(exc)) from None
         try:
             return self.users.get(claims["sub"])

@@ -20,9 +20,9 @@ from notebook.core import validation
 from notebook.core.domain import METADATA_REASON, Note, NoteRevision, User, format_time, revision_id, utc_now
 from notebook.core.errors import InvalidInput, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
-from notebook.database.conflicts import ConflictStore
+from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
 from notebook.database.couchdb_client import CouchError
-from notebook.database.repository import NoteRepository, note_from_doc
+from notebook.database.repository import NoteRepository, RefreshTokenRepository, note_from_doc
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class ResolverReport:
     left_for_people: int = 0
     waiting: int = 0  # for the common ancestor's revision to arrive by replication
     other_documents: int = 0
+    revoked_families: int = 0  # refresh tokens used twice across nodes
     errors: int = 0
     unresolved_ids: list[str] = field(default_factory=list)
 
@@ -96,8 +97,10 @@ class ConflictResolver:
         notes_store: ConflictStore,
         other_stores: Sequence[ConflictStore],
         base_wait_seconds: float = 300.0,
+        tokens: RefreshTokenRepository | None = None,
     ):
         self.notes = notes
+        self.tokens = tokens
         self.base_wait_seconds = base_wait_seconds
         self.notes_store = notes_store
         self.stores = [notes_store, *other_stores]
@@ -146,11 +149,24 @@ class ConflictResolver:
                 else:
                     report.left_for_people += 1
                     report.unresolved_ids.append(doc_id)
-            elif store.settle_by_rule(doc_id):
-                report.other_documents += 1
+            else:
+                self._revoke_replayed_family(store, doc_id, report)
+                if store.settle_by_rule(doc_id):
+                    report.other_documents += 1
         except (CouchError, VersionConflict) as exc:
             report.errors += 1
             log.info("conflict on %s not settled this round: %s", doc_id, exc)
+
+    def _revoke_replayed_family(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
+        """Revoke a refresh-token family before its conflict is settled (so a failure leaves the
+        conflict in place to be seen again); see conflicts.refresh_family_to_revoke."""
+        if self.tokens is None or not doc_id.startswith("refresh:"):
+            return
+        family = refresh_family_to_revoke(store.leaves(doc_id))
+        if family is not None:
+            self.tokens.revoke_family(family)
+            report.revoked_families += 1
+            log.warning("refresh token used on two nodes; session revoked", extra={"event": "refresh_reuse"})
 
     # merging ---------------------------------------------------------------------------------
     def resolve_note(self, note_id: str) -> bool | None:
