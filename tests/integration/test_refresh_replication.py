@@ -1,0 +1,149 @@
+"""Refresh-token reuse across two replicating nodes.
+
+Two pouchdb-server nodes replicate both ways, each receiving through a loopback TCP proxy that
+the test can cut. With replication cut, the same refresh token is used on node A's app and on
+node B's app: both succeed, as neither node can know. When replication delivers the two `used`
+versions of the token, the conflict resolver sees the reuse and revokes the whole family, so
+neither successor refreshes any more, on either node.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from config.settings import load_config
+from notebook.api.app import create_app
+from notebook.database.couchdb_client import CouchDBClient, Database
+from notebook.database.design_docs import database_names
+from notebook.database.local_server import LocalCluster
+from notebook.database.replication import ReplicationManager
+from notebook.utils.crypto_utils import token_digest
+from tests.conftest import GraphQL
+from tests.support.tcp_proxy import TcpProxy
+
+REFRESH = """mutation($token: String!) {
+  refreshToken(refreshToken: $token) { accessToken refreshToken user { id } } }"""
+LOGIN = """mutation($email: String!, $password: String!) {
+  login(email: $email, password: $password) { refreshToken } }"""
+PASSWORD = "correct horse battery"
+REPLICATION_SECONDS = 60
+
+
+class TwoNodes:
+    def __init__(self, nodes: LocalCluster, proxies: list[TcpProxy], prefix: str) -> None:
+        self.proxies = proxies
+        users = database_names(prefix)["users"]
+        self.clients = [CouchDBClient(url) for url in nodes.urls]
+        self.users: list[Database] = [client.database(users) for client in self.clients]
+        self.apps = [
+            create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix))
+            for url in nodes.urls
+        ]
+        self.gql = [GraphQL(app.test_client()) for app in self.apps]
+
+    def token_doc(self, node: int, token: str) -> dict[str, Any] | None:
+        return self.users[node].get_or_none(f"refresh:{token_digest(token)}", conflicts=True)
+
+    def close(self) -> None:
+        for app in self.apps:
+            app.extensions["notebook"].close()
+        for client in self.clients:
+            client.close()
+
+
+def wait_until(condition: Callable[[], Any], what: str, seconds: float = REPLICATION_SECONDS) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)  # polling interval, not a timing assertion
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    nodes = LocalCluster(tmp_path_factory.mktemp("refresh-nodes"), nodes=2)
+    nodes.start()
+    proxies = [TcpProxy(node.port) for node in nodes.nodes]
+    prefix = f"f{uuid.uuid4().hex[:8]}_"
+    manager = ReplicationManager(
+        nodes.urls,
+        list(database_names(prefix).values()),
+        peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
+    )
+    built: TwoNodes | None = None
+    try:
+        manager.ensure_mesh()
+        built = TwoNodes(nodes, proxies, prefix)
+        yield built
+    finally:
+        if built is not None:
+            built.close()
+        manager.close()
+        for proxy in proxies:
+            proxy.close()
+        nodes.stop()
+
+
+def test_a_refresh_token_used_on_two_nodes_revokes_its_family(pair: TwoNodes) -> None:
+    account = pair.gql[0].register(f"ada-{uuid.uuid4().hex[:6]}@example.com")
+    email, token = account["user"]["email"], account["refreshToken"]
+    wait_until(lambda: pair.token_doc(1, token), "the refresh token on node B")
+
+    for proxy in pair.proxies:
+        proxy.cut()
+    try:
+        # the owner refreshes on A; a thief with a copy of the token refreshes on B
+        on_a = pair.gql[0].data(REFRESH, {"token": token})["refreshToken"]
+        on_b = pair.gql[1].data(REFRESH, {"token": token})["refreshToken"]
+    finally:
+        for proxy in pair.proxies:
+            proxy.restore()
+    # another session of the same account, started before the reuse, must survive it
+    other = pair.gql[1].data(LOGIN, {"email": email, "password": PASSWORD})["login"]["refreshToken"]
+
+    def conflict_and_successors_on_a() -> bool:
+        doc = pair.token_doc(0, token)
+        return bool(doc and doc.get("_conflicts")) and all(
+            pair.token_doc(0, t) for t in (on_a["refreshToken"], on_b["refreshToken"], other)
+        )
+
+    wait_until(conflict_and_successors_on_a, "both uses of the token and every successor on node A")
+    successors = (on_a["refreshToken"], on_b["refreshToken"])
+    assert not any(pair.token_doc(0, t)["revoked"] for t in successors)  # nothing has noticed yet
+
+    report = pair.apps[0].extensions["notebook"].resolver.resolve_pending()
+    assert report.revoked_families == 1
+    assert all(pair.token_doc(0, t)["revoked"] for t in successors)
+    assert "_conflicts" not in pair.token_doc(0, token)
+
+    # the family is dead on node A at once, and on node B once replication brings the revocation
+    assert pair.gql[0].error_code(REFRESH, {"token": on_a["refreshToken"]}) == "UNAUTHENTICATED"
+    wait_until(
+        lambda: all((pair.token_doc(1, t) or {}).get("revoked") for t in successors),
+        "the revocation on node B",
+    )
+    for node in (0, 1):
+        for successor in successors:
+            assert pair.gql[node].error_code(REFRESH, {"token": successor}) == "UNAUTHENTICATED"
+    assert pair.gql[1].data(REFRESH, {"token": other})["refreshToken"]["user"]["id"] == account["user"]["id"]
+    wait_until(lambda: "_conflicts" not in (pair.token_doc(1, token) or {"_conflicts": 1}), "settled on B")
+
+
+def test_one_use_on_each_of_two_tokens_is_no_reuse(pair: TwoNodes) -> None:
+    """Refreshing on alternating nodes, with replication running, never trips the rule."""
+    account = pair.gql[0].register(f"bob-{uuid.uuid4().hex[:6]}@example.com")
+    token = account["refreshToken"]
+    for step in range(4):
+        node = step % 2
+        wait_until(lambda n=node, t=token: pair.token_doc(n, t), "the current token on the next node")
+        token = pair.gql[node].data(REFRESH, {"token": token})["refreshToken"]["refreshToken"]
+    for app in pair.apps:
+        assert app.extensions["notebook"].resolver.resolve_pending().revoked_families == 0
+    assert pair.gql[0].data(REFRESH, {"token": token})["refreshToken"]["user"]["id"] == account["user"]["id"]
