@@ -106,7 +106,9 @@ class AuthService:
         every node: see RefreshTokenRepository.revoke_family and the conflict rule)."""
         stored = self.tokens.get(crypto_utils.token_digest(str(refresh_token)))
         if stored is None or stored.revoked or stored.expires_at < time.time():
-            security_log.info("refresh refused", extra={"event": "refresh_invalid", "client_ip": client_ip})
+            security_log.warning(
+                "refresh refused", extra={"event": "refresh_invalid", "client_ip": client_ip}
+            )
             raise Unauthenticated("invalid refresh token")
         if stored.used or not self.tokens.mark_used(stored):
             self.tokens.revoke_family(stored.family)
