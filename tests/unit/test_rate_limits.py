@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from config.settings import ConfigError, load_config
 from notebook.api.client_ip import client_ip
 from notebook.core.errors import RateLimited, ServiceUnavailable
 from notebook.services.rate_limits import (
@@ -243,3 +244,18 @@ class TestClientIp:
 
     def test_only_proxies_in_the_chain(self) -> None:
         assert client_ip("192.0.2.1", "10.0.0.5", self.TRUSTED) == "10.0.0.5"
+
+
+class TestSettings:
+    def test_trusted_proxies_and_limits_from_the_environment(self) -> None:
+        config = load_config(
+            {"FLASK_ENV": "development", "TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "REGISTER_PER_IP": "3"}
+        )
+        assert config.trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+        assert config.register_per_ip == 3
+        assert load_config({"FLASK_ENV": "development"}).trusted_proxies == ()
+
+    def test_an_invalid_proxy_is_refused_with_one_line(self) -> None:
+        with pytest.raises(ConfigError) as refused:
+            load_config({"FLASK_ENV": "development", "TRUSTED_PROXIES": "10.0.0.0/8, proxy.example"})
+        assert str(refused.value) == "TRUSTED_PROXIES has an invalid value"
