@@ -31,6 +31,7 @@ ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 ME = "{ me { id } }"
 NOTEBOOKS = "{ notebooks { id } }"
 REFRESH = "mutation($token: String!) { refreshToken(refreshToken: $token) { accessToken } }"
+REFRESH_PAIR = "mutation($token: String!) { refreshToken(refreshToken: $token) { refreshToken } }"
 # quoted strings in settings and docs; `NAME=value` lines of .env.example
 _QUOTED = re.compile(r"""["'`]([^"'`\s]{8,200})["'`]""")
 _ENV_VALUE = re.compile(r"^\s*#?\s*[A-Z][A-Z0-9_]*=(\S{8,})\s*$", re.MULTILINE)
@@ -204,3 +205,17 @@ def test_wrong_token_types(app_gql: GraphQL, own_secret_config: Config, security
     assert account["accessToken"] not in new_lines[0]
     # the refresh token was not consumed by any of this
     assert app_gql.data(REFRESH, {"token": account["refreshToken"]})["refreshToken"]["accessToken"]
+
+
+def test_refresh_reuse_is_refused_and_logged(app_gql: GraphQL, security_log: SecurityLog) -> None:
+    account = app_gql.register()
+    first = account["refreshToken"]
+    second = app_gql.data(REFRESH_PAIR, {"token": first})["refreshToken"]["refreshToken"]
+    before = len(security_log.lines)
+    assert app_gql.error_code(REFRESH, {"token": first}) == "UNAUTHENTICATED"
+    new_lines = security_log.lines[before:]
+    assert [json.loads(line)["event"] for line in new_lines] == ["refresh_reuse"]
+    assert json.loads(new_lines[0])["user_id"] == account["user"]["id"]
+    assert first not in new_lines[0] and second not in new_lines[0]
+    # the whole family is gone: the newer token too
+    assert app_gql.error_code(REFRESH, {"token": second}) == "UNAUTHENTICATED"
