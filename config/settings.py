@@ -66,6 +66,11 @@ class Config:
     graphql_explorer: bool = True
     graphql_introspection: bool = True
     log_level: str = "INFO"
+    # sharing and accounts
+    max_notebooks_per_user: int = 500
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
 
     @property
     def all_node_urls(self) -> tuple[str, ...]:
@@ -144,6 +149,10 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LOGIN_ATTEMPTS_PER_WINDOW": ("login_attempts_per_window", int),
     "MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "LOG_LEVEL": ("log_level", str),
+    "MAX_NOTEBOOKS_PER_USER": ("max_notebooks_per_user", int),
+    "ARGON2_TIME_COST": ("argon2_time_cost", int),
+    "ARGON2_MEMORY_KIB": ("argon2_memory_kib", int),
+    "ARGON2_PARALLELISM": ("argon2_parallelism", int),
 }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from argon2 import PasswordHasher
+
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couchdb_client import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
+    MembershipRepository,
     NotebookRepository,
     NoteRepository,
     RefreshTokenRepository,
@@ -18,7 +21,9 @@ from notebook.database.repository import (
 )
 from notebook.services.auth_service import AuthService, LoginThrottle
 from notebook.services.conflict_service import ConflictResolver
-from notebook.services.service import NotebookService, NoteService
+from notebook.services.note_service import NoteService
+from notebook.services.notebook_service import NotebookService
+from notebook.services.permissions import PermissionPolicy
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Services:
     notes: NoteService
     resolver: ConflictResolver
     replication: ReplicationManager
+    permissions: PermissionPolicy
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_conflict_resolver(self) -> threading.Thread:
@@ -65,7 +71,8 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         ensure_schema(databases)
     users = UserRepository(databases.users)
     notebook_repo = NotebookRepository(databases.notes)
-    notebooks = NotebookService(notebook_repo)
+    memberships = MembershipRepository(databases.notes)
+    notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
     auth = AuthService(
         users=users,
         tokens=RefreshTokenRepository(databases.users),
@@ -74,6 +81,12 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
         throttle=LoginThrottle(config.login_attempts_per_window, config.login_window_seconds),
+        memberships=memberships,
+        hasher=PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+        ),
     )
     note_repo = NoteRepository(databases.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
@@ -89,4 +102,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
-    return Services(config, couch, databases, users, auth, notebooks, notes, resolver, replication)
+    permissions = PermissionPolicy(notebooks, note_repo.get)
+    return Services(
+        config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions
+    )

@@ -8,9 +8,16 @@ import pytest
 
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, VersionConflict
-from notebook.services.service import MAX_SEARCH_WORDS, NotebookService, NoteService
+from notebook.services.note_service import MAX_SEARCH_WORDS, NoteService
+from notebook.services.notebook_service import NotebookService
 from notebook.utils.crypto_utils import new_id
-from tests.unit.fakes import FakeNotebookRepository, FakeNoteRepository, FakeNoteStore
+from tests.unit.fakes import (
+    FakeMembershipRepository,
+    FakeNotebookRepository,
+    FakeNoteRepository,
+    FakeNoteStore,
+    FakeUserRepository,
+)
 
 
 @dataclass
@@ -18,6 +25,7 @@ class World:
     store: FakeNoteStore
     notebooks: NotebookService
     notes: NoteService
+    users: FakeUserRepository
 
     def user(self, name: str) -> User:
         """A user with a default notebook, as registration leaves it."""
@@ -28,6 +36,7 @@ class World:
             created_at=utc_now(),
             default_notebook_id=new_id(NOTEBOOK_PREFIX),
         )
+        self.users.add(user)
         now = utc_now()
         self.notebooks.notebooks.add(
             Notebook(user.default_notebook_id or "", "My notes", user.id, now, now, is_default=True)
@@ -38,10 +47,11 @@ class World:
 @pytest.fixture
 def world() -> World:
     store = FakeNoteStore()
-    notebooks = NotebookService(FakeNotebookRepository(store))
+    users = FakeUserRepository()
+    notebooks = NotebookService(FakeNotebookRepository(store), FakeMembershipRepository(store), users)
     # replication conflicts are settled elsewhere (conflict_service); these tests never reach it
     notes = NoteService(FakeNoteRepository(store), notebooks, resolver=None)  # type: ignore[arg-type]
-    return World(store, notebooks, notes)
+    return World(store, notebooks, notes, users)
 
 
 @pytest.fixture

@@ -60,6 +60,7 @@ def version_of(note: Note | NoteRevision, version: str = "") -> NoteVersion:
         updated_at=note.updated_at,
         updated_by=note.updated_by,
         version=version or note.version or "",
+        owner_id=note.owner_id,
     )
 
 
@@ -72,6 +73,7 @@ def apply_version(note: Note, merged: NoteVersion) -> Note:
         pinned=merged.pinned,
         trashed_at=merged.trashed_at,
         notebook_id=merged.notebook_id or note.notebook_id,
+        owner_id=merged.owner_id if merged.notebook_id else note.owner_id,
         updated_at=merged.updated_at,
         updated_by=merged.updated_by,
     )
