@@ -175,6 +175,17 @@ class AuthService:
             raise Unauthenticated("this session has ended; sign in again")
         return user
 
+    def set_admin(self, email: str, is_admin: bool = True) -> User:
+        """Grant or take away the admin flag (operators' command line, never the API)."""
+        user = self.users.get_by_email(str(email).strip().lower())
+        if user is None:
+            raise NotFound(f"no account has the e-mail address {email}")
+
+        def apply(current: User) -> None:
+            current.is_admin = is_admin
+
+        return self.users.change(user.id, apply)
+
     # the caller's account ----------------------------------------------------------------------
     def change_password(self, actor: User, current_password: str, new_password: str) -> AuthResult:
         """Set a new password, end every session of the account and open a fresh one."""
