@@ -167,7 +167,8 @@ CASES = [
     ),
     Case(
         "Mutation.changePassword",
-        "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) { accessToken } }",
+        "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: "
+        "$n) { accessToken } }",
         lambda s: {"c": s.password, "n": "another long password"},
         SIGNED_IN,
         lambda d, s: bool(d["changePassword"]["accessToken"]),
@@ -213,7 +214,8 @@ CASES = [
     ),
     Case(
         "Mutation.updateNotebook",
-        'mutation($id: ID!, $v: String!) { updateNotebook(id: $id, input: {name: "Renamed"}, version: $v) { name } }',
+        'mutation($id: ID!, $v: String!) { updateNotebook(id: $id, input: {name: "Renamed"}, '
+        "version: $v) { name } }",
         lambda s: {"id": s.notebook, "v": s.extra["notebook_version"]},
         OWN,
         lambda d, s: d["updateNotebook"]["name"] == "Renamed",
@@ -227,7 +229,8 @@ CASES = [
     ),
     Case(
         "Mutation.shareNotebook",
-        'mutation($id: ID!) { shareNotebook(id: $id, email: "erin@example.com", role: VIEWER) { members { role } } }',
+        'mutation($id: ID!) { shareNotebook(id: $id, email: "erin@example.com", role: VIEWER) { '
+        "members { role } } }",
         lambda s: {"id": s.notebook},
         OWN,
         lambda d, s: len(d["shareNotebook"]["members"]) == 4,
@@ -249,7 +252,8 @@ CASES = [
     ),
     Case(
         "Mutation.updateNote",
-        'mutation($id: ID!, $v: String!) { updateNote(id: $id, input: {title: "t2"}, version: $v) { updatedBy { id } } }',
+        'mutation($id: ID!, $v: String!) { updateNote(id: $id, input: {title: "t2"}, version: '
+        "$v) { updatedBy { id } } }",
         lambda s: {"id": s.note, "v": s.extra["note_version"]},
         WRITE,
         lambda d, s: d["updateNote"]["updatedBy"]["id"] == s.caller_id,
@@ -291,7 +295,8 @@ CASES = [
     ),
     Case(
         "Mutation.resolveNoteConflict",
-        "mutation($id: ID!, $k: String!) { resolveNoteConflict(id: $id, keepVersion: $k) { title conflicts { version } } }",
+        "mutation($id: ID!, $k: String!) { resolveNoteConflict(id: $id, keepVersion: $k) { "
+        "title conflicts { version } } }",
         lambda s: {"id": s.note, "k": s.conflict},
         WRITE,
         lambda d, s: d["resolveNoteConflict"] == {"title": "from another node", "conflicts": []},
@@ -329,7 +334,8 @@ class Matrix:
 
     def share(self, notebook: str, email: str, role: str) -> None:
         self.do(
-            "mutation($id: ID!, $e: String!, $r: Role!) { shareNotebook(id: $id, email: $e, role: $r) { id } }",
+            "mutation($id: ID!, $e: String!, $r: Role!) { shareNotebook(id: $id, email: $e, "
+            "role: $r) { id } }",
             {"id": notebook, "e": email, "r": role},
             self.token("ada"),
         )
@@ -346,7 +352,8 @@ class Matrix:
             ada,
         )["createNote"]
         note = self.do(
-            'mutation($id: ID!, $v: String!) { updateNote(id: $id, input: {title: "second"}, version: $v) { id version revisions { id } } }',
+            'mutation($id: ID!, $v: String!) { updateNote(id: $id, input: {title: "second"}, '
+            "version: $v) { id version revisions { id } } }",
             {"id": note["id"], "v": note["version"]},
             ada,
         )["updateNote"]
@@ -381,7 +388,8 @@ class Matrix:
         )
         if case.operation in ("Mutation.refreshToken", "Mutation.logout"):
             scene.refresh = self.do(
-                'mutation { login(email: "erin@example.com", password: "correct horse battery") { refreshToken } }'
+                'mutation { login(email: "erin@example.com", password: "correct horse battery") '
+                "{ refreshToken } }"
             )["login"]["refreshToken"]
         if case.operation == "Mutation.deleteNote":
             self.do("mutation($id: ID!) { trashNote(id: $id) { id } }", {"id": note["id"]}, ada)
