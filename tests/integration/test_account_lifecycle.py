@@ -156,3 +156,33 @@ def test_create_admin_command(
     assert gql.data(ME, token=user["token"])["me"]["isAdmin"] is False
     assert cli.main(["create-admin", "nobody@example.com"]) == 1
     assert "no account" in capsys.readouterr().err
+
+
+def _conflicting_leaf(db: Any, doc_id: str, **changes: Any) -> None:
+    """A competing leaf of a document, as replication from another node leaves it; its revision
+    id is the highest possible, so that CouchDB's own choice makes it the winner."""
+    doc = db.get(doc_id, revs=True)
+    leaf = "f" * 32
+    doc.update(changes)
+    doc["_rev"] = f"{doc['_revisions']['start']}-{leaf}"
+    doc["_revisions"] = {"start": doc["_revisions"]["start"], "ids": [leaf, *doc["_revisions"]["ids"][1:]]}
+    db.bulk_docs([doc], new_edits=False)
+
+
+def test_a_session_ended_on_one_node_stays_ended_after_a_conflict(app: Any, gql: GraphQL) -> None:
+    from notebook.database.conflicts import conflict_stores
+
+    services = app.extensions["notebook"]
+    user = gql.register()
+    user_id = user["user"]["id"]
+    users_db = services.databases.users
+    # this node ends every session; another node's concurrent write (say, a rehash) still has epoch 0
+    assert gql.data("mutation { logoutEverywhere }", token=user["token"])["logoutEverywhere"]
+    _conflicting_leaf(users_db, user_id, session_epoch=0, ended_sessions={}, display_name="Other node")
+    assert users_db.get(user_id, conflicts=True).get("_conflicts")
+    _, users_store = conflict_stores(services.databases.notes, users_db)
+    assert users_store.settle_by_rule(user_id)
+    settled = users_db.get(user_id, conflicts=True)
+    assert "_conflicts" not in settled
+    assert settled["session_epoch"] == 1
+    assert not _works(gql, user["token"])
