@@ -323,6 +323,7 @@ class Matrix:
             for name in ("ada", "bob", "carol", "dave")
         }
         self.gql.register("erin@example.com")
+        self._read_only: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def token(self, name: str) -> str:
         return self.users[name]["token"]
@@ -340,7 +341,8 @@ class Matrix:
             self.token("ada"),
         )
 
-    def scene(self, case: Case, caller: str) -> Scene:
+    def _notebook_with_note(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A notebook of Ada's shared with Bob (EDITOR) and Carol (VIEWER), with an edited note."""
         ada = self.token("ada")
         notebook = self.do('mutation { createNotebook(input: {name: "Team"}) { id version } }', token=ada)
         nb = notebook["createNotebook"]["id"]
@@ -357,6 +359,17 @@ class Matrix:
             {"id": note["id"], "v": note["version"]},
             ada,
         )["updateNote"]
+        return notebook, note
+
+    def scene(self, case: Case, caller: str) -> Scene:
+        # queries change nothing: they share one notebook; every mutation case gets a fresh one
+        if case.operation.startswith("Query."):
+            self._read_only = self._read_only or self._notebook_with_note()
+            notebook, note = self._read_only
+        else:
+            notebook, note = self._notebook_with_note()
+        nb = notebook["createNotebook"]["id"]
+        ada = self.token("ada")
         names = {"OWNER": "ada", "EDITOR": "bob", "VIEWER": "carol", "STRANGER": "dave", "ANONYMOUS": None}
         name = names[caller]
         member = self.users[name] if name else None
