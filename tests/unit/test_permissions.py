@@ -210,3 +210,23 @@ class TestPolicy:
         with pytest.raises(Exception) as caught:
             world.policy.authorize("Mutation.trashNote", lambda: owner, {"id": NOTEBOOK_PREFIX + "x"})
         assert getattr(caught.value, "code", None) == "BAD_USER_INPUT"
+
+
+class TestEveryResolverAsksThePolicyFirst:
+    def test_no_root_field_runs_without_a_rule(self) -> None:
+        """With an empty rule table every query and mutation is refused before its resolver runs."""
+        from types import SimpleNamespace
+
+        schema = build_schema()
+        policy = PermissionPolicy(notebooks=None, find_note=lambda _: None, operations={})  # type: ignore[arg-type]
+        context = SimpleNamespace(services=SimpleNamespace(permissions=policy), user_or_none=None)
+        info = SimpleNamespace(context=context)
+        checked = 0
+        for root in (schema.query_type, schema.mutation_type):
+            assert root is not None
+            for name, spec in root.fields.items():
+                assert spec.resolve is not None
+                with pytest.raises(Forbidden, match=f"{root.name}.{name} has no permission rule"):
+                    spec.resolve(None, info)
+                checked += 1
+        assert checked == len(_root_operations())
