@@ -74,6 +74,11 @@ class Config:
     graphql_explorer: bool = True
     graphql_introspection: bool = True
     log_level: str = "INFO"
+    # sharing and accounts
+    max_notebooks_per_user: int = 500
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
 
     # abuse limits (docs/security.md, "Rate limits and abuse"); counted in the throttle database
     trusted_proxies: tuple[str, ...] = ()
@@ -176,6 +181,10 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", int),
     "PASSWORD_HASH_WAIT_SECONDS": ("password_hash_wait_seconds", float),
     "THROTTLE_CACHE_SIZE": ("throttle_cache_size", int),
+    "MAX_NOTEBOOKS_PER_USER": ("max_notebooks_per_user", int),
+    "ARGON2_TIME_COST": ("argon2_time_cost", int),
+    "ARGON2_MEMORY_KIB": ("argon2_memory_kib", int),
+    "ARGON2_PARALLELISM": ("argon2_parallelism", int),
 }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from argon2 import PasswordHasher
+
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couchdb_client import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
+    MembershipRepository,
     NotebookRepository,
     NoteRepository,
     RefreshTokenRepository,
@@ -19,6 +22,9 @@ from notebook.database.repository import (
 from notebook.database.throttle_repository import ThrottleRepository
 from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
+from notebook.services.note_service import NoteService
+from notebook.services.notebook_service import NotebookService
+from notebook.services.permissions import PermissionPolicy
 from notebook.services.rate_limits import (
     AbuseLimits,
     AttemptCounter,
@@ -26,7 +32,6 @@ from notebook.services.rate_limits import (
     PasswordHashing,
     RegisterLimits,
 )
-from notebook.services.service import NotebookService, NoteService
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Services:
     notes: NoteService
     resolver: ConflictResolver
     replication: ReplicationManager
+    permissions: PermissionPolicy
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_conflict_resolver(self) -> threading.Thread:
@@ -85,7 +91,8 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         ensure_schema(databases)
     users = UserRepository(databases.users)
     notebook_repo = NotebookRepository(databases.notes)
-    notebooks = NotebookService(notebook_repo)
+    memberships = MembershipRepository(databases.notes)
+    notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
     tokens = RefreshTokenRepository(databases.users)
     auth = AuthService(
         users=users,
@@ -95,11 +102,20 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
         limits=abuse_limits(config, ThrottleRepository(databases.throttle)),
-        hashing=PasswordHashing(config.password_hash_concurrency, config.password_hash_wait_seconds),
+        hashing=PasswordHashing(
+            config.password_hash_concurrency,
+            config.password_hash_wait_seconds,
+            PasswordHasher(
+                time_cost=config.argon2_time_cost,
+                memory_cost=config.argon2_memory_kib,
+                parallelism=config.argon2_parallelism,
+            ),
+        ),
+        memberships=memberships,
     )
     note_repo = NoteRepository(databases.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
-    resolver = ConflictResolver(note_repo, notes_store, [users_store], tokens=tokens)
+    resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
     replication = ReplicationManager(
         config.all_node_urls,
@@ -111,4 +127,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
-    return Services(config, couch, databases, users, auth, notebooks, notes, resolver, replication)
+    permissions = PermissionPolicy(notebooks, note_repo.get)
+    return Services(
+        config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions
+    )

@@ -1,4 +1,10 @@
-"""`notebook-server`: serve the API (gunicorn in production, a threaded dev server otherwise)."""
+"""`notebook-server`: serve the API (gunicorn in production, a threaded dev server otherwise).
+
+    notebook-server [--host H] [--port P] [--workers N]     serve
+    notebook-server create-admin EMAIL [--revoke]           make an existing user an admin
+
+Admins are made here, by whoever runs the server, never through the API.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,42 @@ import sys
 from config.settings import ConfigError, load_config
 
 
+def create_admin(email: str, revoke: bool = False) -> int:
+    """Grant (or take away) the admin flag of the account with this e-mail address."""
+    from notebook.bootstrap import bootstrap
+    from notebook.core.errors import DomainError
+    from notebook.database.couchdb_client import CouchError
+
+    try:
+        services = bootstrap(load_config(), install_schema=False)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    try:
+        services.auth.set_admin(email, not revoke)
+    except (CouchError, DomainError) as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    print(f"{email}: admin {'revoked' if revoke else 'granted'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="notebook-server", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="notebook-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", help="interface to bind (default FLASK_HOST)")
     parser.add_argument("--port", type=int, help="port to bind (default FLASK_PORT)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers in production")
+    commands = parser.add_subparsers(dest="command")
+    admin = commands.add_parser("create-admin", help="make an existing user an administrator")
+    admin.add_argument("email", help="the user's e-mail address")
+    admin.add_argument("--revoke", action="store_true", help="take the admin flag away instead")
     args = parser.parse_args(argv)
+    if args.command == "create-admin":
+        return create_admin(args.email, args.revoke)
     try:
         config = load_config()
         config.validate()

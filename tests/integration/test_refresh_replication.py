@@ -125,6 +125,8 @@ def test_a_refresh_token_used_on_two_nodes_revokes_its_family(pair: TwoNodes) ->
 
     # the family is dead on node A at once, and on node B once replication brings the revocation
     assert pair.gql[0].error_code(REFRESH, {"token": on_a["refreshToken"]}) == "UNAUTHENTICATED"
+    # and so are the access tokens of that session, not only its refresh tokens
+    assert pair.gql[0].error_code("{ me { id } }", token=on_a["accessToken"]) == "UNAUTHENTICATED"
     wait_until(
         lambda: all((pair.token_doc(1, t) or {}).get("revoked") for t in successors),
         "the revocation on node B",

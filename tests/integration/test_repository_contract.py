@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from config.settings import Config
-from notebook.core.domain import Note, Notebook, NoteRevision, User
+from notebook.core.domain import Membership, Note, Notebook, NoteRevision, User
 from notebook.core.errors import InvalidInput, NotFound, VersionConflict
 from notebook.database.couchdb_client import CouchDBClient
 from notebook.database.design_docs import ensure_schema, open_databases
 from notebook.database.repository import (
     EmailTaken,
+    MembershipRepository,
     NotebookRepository,
     NoteQuery,
     NoteRepository,
@@ -30,6 +31,7 @@ from notebook.database.repository import (
 from notebook.database.throttle_repository import ThrottleRepository
 from tests.unit.fakes import (
     FakeAttemptStore,
+    FakeMembershipRepository,
     FakeNotebookRepository,
     FakeNoteRepository,
     FakeNoteStore,
@@ -44,6 +46,7 @@ class Repositories:
     tokens: Any
     notebooks: Any
     notes: Any
+    memberships: Any
 
 
 @pytest.fixture(params=["couchdb", "fake"])
@@ -55,6 +58,7 @@ def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
             FakeRefreshTokenRepository(),
             FakeNotebookRepository(store),
             FakeNoteRepository(store),
+            FakeMembershipRepository(store),
         )
         return
     config: Config = request.getfixturevalue("config")
@@ -66,6 +70,7 @@ def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
         RefreshTokenRepository(databases.users),
         NotebookRepository(databases.notes),
         NoteRepository(databases.notes),
+        MembershipRepository(databases.notes),
     )
     for db in databases.all():
         db.destroy()
@@ -374,7 +379,6 @@ def test_count_and_tags(library: tuple[Repositories, Notebook, dict[str, Note]])
     assert [(t.tag, t.count) for t in repos.notes.tag_counts(f"n:{book.id}")] == [("dessert", 2), ("food", 2)]
 
 
-
 def test_tag_counts_ignore_case(repos: Repositories) -> None:
     """'Food' and 'food' are one tag, as in the tag filter; the more used spelling is shown."""
     book = _notebook(_id("user:"))
@@ -382,3 +386,107 @@ def test_tag_counts_ignore_case(repos: Repositories) -> None:
         repos.notes.add(_note(book, f"n{index}", tags=tags))
     counts = {tc.tag: tc.count for tc in repos.notes.tag_counts("o:" + book.owner_id)}
     assert counts == {"food": 3, "x": 1}
+
+
+# sharing and accounts -----------------------------------------------------------------------------
+def _member(book: Notebook, user_id: str, role: str) -> Membership:
+    return Membership(book.id, user_id, role, "2025-02-01T00:00:00.000000Z", book.created_at)
+
+
+def test_memberships(repos: Repositories) -> None:
+    team = _notebook("user:ada", "Team", "2025-01-02T00:00:00.000000Z")
+    other = _notebook("user:ada", "Other", "2025-01-03T00:00:00.000000Z")
+    bobs = _notebook("user:bob", "Bob's", "2025-01-01T00:00:00.000000Z")
+    for book in (team, other, bobs):
+        repos.notebooks.add(book)
+    repos.memberships.put(_member(team, "user:bob", "VIEWER"))
+    repos.memberships.put(_member(team, "user:bob", "EDITOR"))  # a new role replaces the old
+    repos.memberships.put(_member(team, "user:carol", "VIEWER"))
+    repos.memberships.put(_member(other, "user:bob", "VIEWER"))
+    assert repos.memberships.get(team.id, "user:bob").role == "EDITOR"
+    assert repos.memberships.get(team.id, "user:dave") is None
+    assert repos.memberships.roles("user:bob", [team.id, other.id, bobs.id]) == {
+        team.id: "EDITOR",
+        other.id: "VIEWER",
+    }
+    assert sorted(m.notebook_id for m in repos.memberships.for_user("user:bob")) == sorted(
+        [team.id, other.id]
+    )
+    members = repos.memberships.for_notebooks([team.id, bobs.id])
+    assert sorted((m.user_id, m.role) for m in members[team.id]) == [
+        ("user:bob", "EDITOR"),
+        ("user:carol", "VIEWER"),
+    ]
+    assert members[bobs.id] == []
+    # bob's notebooks: his own and the shared ones, in creation order, paginated
+    assert [nb.id for nb in repos.notebooks.list_for_user("user:bob", 10)] == [bobs.id, team.id, other.id]
+    first = repos.notebooks.list_for_user("user:bob", 2)
+    assert [nb.id for nb in repos.notebooks.list_for_user("user:bob", 2, first[-1])] == [other.id]
+    assert repos.notebooks.count_owned("user:ada", 10) == 2
+    assert repos.notebooks.count_owned("user:ada", 1) == 1
+
+    assert repos.memberships.remove(team.id, "user:bob") is True
+    assert repos.memberships.remove(team.id, "user:bob") is False
+    assert repos.memberships.get(team.id, "user:bob") is None
+    repos.notebooks.delete_with_notes(repos.notebooks.get(team.id))
+    assert repos.memberships.for_notebooks([team.id]) == {team.id: []}
+    repos.memberships.remove_all(repos.memberships.for_user("user:bob"))
+    assert repos.memberships.for_user("user:bob") == []
+
+
+def test_shared_notes_in_listings(repos: Repositories) -> None:
+    mine = _notebook("user:bob", "Mine")
+    team = _notebook("user:ada", "Team")
+    for book in (mine, team):
+        repos.notebooks.add(book)
+    notes = [
+        _note(mine, "own one", 1, tags=["x"]),
+        _note(team, "team two", 2, tags=["X", "y"]),
+        _note(mine, "own three", 3),
+        _note(team, "team four", 4, trashed_at="2025-01-05T00:00:00.000000Z"),
+    ]
+    for note in notes:
+        repos.notes.add(note)
+    query = NoteQuery(scope="o:user:bob", first=2, shared=(team.id,))
+    page = repos.notes.list_page(query)
+    assert [n.title for n in page.items] == ["own three", "team two"] and page.has_next_page
+    rest = repos.notes.list_page(replace(query, after=page.cursors[-1]))
+    assert [n.title for n in rest.items] == ["own one"] and not rest.has_next_page
+    assert [n.title for n in repos.notes.list_page(replace(query, order="TITLE_ASC", first=5)).items] == [
+        "own one",
+        "own three",
+        "team two",
+    ]
+    assert [n.title for n in repos.notes.list_page(replace(query, trashed=True)).items] == ["team four"]
+    assert [n.title for n in repos.notes.list_page(replace(query, words=("team",))).items] == ["team two"]
+    assert repos.notes.count("o:user:bob", False, (team.id,)) == 3
+    assert repos.notes.count("o:user:bob", False) == 2
+    counts = {(t.tag.casefold(), t.count) for t in repos.notes.tag_counts("o:user:bob", (team.id,))}
+    assert counts == {("x", 2), ("y", 1)}
+
+
+def test_user_sessions_and_deletion(repos: Repositories) -> None:
+    ada = _user("ada@example.com")
+    repos.users.add(ada)
+
+    def end(user: User) -> None:
+        user.session_epoch += 1
+        user.ended_sessions["s1"] = 1.5
+
+    changed = repos.users.change(ada.id, end)
+    stored = repos.users.get(ada.id)
+    assert (stored.session_epoch, stored.ended_sessions, stored.version) == (1, {"s1": 1.5}, changed.version)
+    for token in ("h1", "h2"):
+        repos.tokens.add(RefreshToken(token, ada.id, "family", expires_at=2e9))
+    repos.tokens.add(RefreshToken("h3", "user:other", "family-2", expires_at=2e9))
+    assert repos.tokens.revoke_user(ada.id) == 2
+    assert repos.tokens.revoke_user(ada.id) == 0
+    assert repos.tokens.delete_user_tokens(ada.id) == 2
+    assert repos.tokens.get("h1") is None and repos.tokens.get("h3") is not None
+    repos.users.delete(stored)
+    with pytest.raises(NotFound):
+        repos.users.get(ada.id)
+    assert repos.users.get_by_email("ada@example.com") is None
+    placeholder = repos.users.get_many([ada.id])[ada.id]
+    assert (placeholder.id, placeholder.email, placeholder.display_name) == (ada.id, "", "Deleted account")
+    repos.users.add(_user("ada@example.com"))  # the address is free again

@@ -88,3 +88,40 @@ def test_the_counter_sees_requests(app: Any, gql: Any) -> None:
     token = gql.register()["token"]
     cost, _ = _cost(app, gql, "{ me { id } }", token)
     assert cost >= 1
+
+
+# a grantee's listing adds two requests, whatever the number of shared notebooks: the caller's
+# memberships, and the index rows of every shared notebook's notes (one keyed view request)
+GRANTEE_MAX_REQUESTS = MAX_REQUESTS + 2
+
+
+@pytest.mark.parametrize("search", [None, "counted"])
+def test_a_grantees_page_costs_the_same_for_1_and_4_shared_notebooks(
+    app: Any, gql: Any, search: str | None
+) -> None:
+    costs = {}
+    for shared in (1, 4):
+        owner, grantee = gql.register()["token"], gql.register()
+        _fill(gql, grantee["token"], 2)
+        for i in range(shared):
+            mutation = "mutation($name: String!) { createNotebook(input: {name: $name}) { id } }"
+            notebook = gql.data(mutation, {"name": f"Shared {i}"}, token=owner)["createNotebook"]["id"]
+            gql.data(
+                "mutation($id: ID!, $e: String!) { shareNotebook(id: $id, email: $e, role: VIEWER) { id } }",
+                {"id": notebook, "e": grantee["user"]["email"]},
+                token=owner,
+            )
+            note = {"notebookId": notebook, "title": f"shared {i}", "content": "counted words"}
+            gql.data(
+                "mutation($note: CreateNoteInput!) { createNote(input: $note) { id } }",
+                {"note": note},
+                token=owner,
+            )
+        gql.data(NOTE_PAGE, {"search": search}, token=grantee["token"])  # views are up to date after this
+        cost, data = _cost(app, gql, NOTE_PAGE, grantee["token"], {"search": search})
+        edges = data["notes"]["edges"]
+        assert len(edges) == 2 + shared
+        assert sum(edge["node"]["title"].startswith("shared") for edge in edges) == shared
+        costs[shared] = cost
+    assert costs[1] == costs[4], costs
+    assert costs[4] <= GRANTEE_MAX_REQUESTS, costs

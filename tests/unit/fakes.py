@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, User
+from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, TagCount, User
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import normalize, note_tokens
-from notebook.database.repository import EmailTaken, NoteQuery, RefreshToken
+from notebook.database.repository import DELETED_USER_NAME, EmailTaken, NoteQuery, RefreshToken
 
 _revisions = itertools.count(1)
 
@@ -28,6 +28,7 @@ def _next_version(current: str | None) -> str:
 class FakeUserRepository:
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
+        self.deleted: dict[str, User] = {}
 
     def add(self, user: User) -> None:
         if any(existing.email == user.email for existing in self.users.values()):
@@ -41,10 +42,23 @@ class FakeUserRepository:
         return copy.deepcopy(self.users[user_id])
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
-        return {uid: self.get(uid) for uid in user_ids if uid in self.users}
+        found = {uid: self.get(uid) for uid in user_ids if uid in self.users}
+        found.update({uid: copy.deepcopy(self.deleted[uid]) for uid in user_ids if uid in self.deleted})
+        return found
 
     def get_by_email(self, email: str) -> User | None:
         return next((copy.deepcopy(u) for u in self.users.values() if u.email == email), None)
+
+    def change(self, user_id: str, apply: Callable[[User], None]) -> User:
+        user = self.get(user_id)
+        apply(user)
+        user.version = _next_version(user.version)
+        self.users[user_id] = copy.deepcopy(user)
+        return user
+
+    def delete(self, user: User) -> None:
+        gone = self.users.pop(user.id)
+        self.deleted[user.id] = User(gone.id, "", DELETED_USER_NAME, gone.created_at)
 
 
 class FakeAttemptStore:
@@ -106,6 +120,19 @@ class FakeRefreshTokenRepository:
             token.version = _next_version(token.version)
         return len(revoked)
 
+    def revoke_user(self, user_id: str) -> int:
+        revoked = [t for t in self.tokens.values() if t.user_id == user_id and not t.revoked]
+        for token in revoked:
+            token.revoked = True
+            token.version = _next_version(token.version)
+        return len(revoked)
+
+    def delete_user_tokens(self, user_id: str) -> int:
+        doomed = [h for h, t in self.tokens.items() if t.user_id == user_id]
+        for token_hash in doomed:
+            del self.tokens[token_hash]
+        return len(doomed)
+
 
 class FakeNoteStore:
     """Notebooks and notes share one store, as they share one database in the real system."""
@@ -114,6 +141,7 @@ class FakeNoteStore:
         self.notebooks: dict[str, Notebook] = {}
         self.notes: dict[str, Note] = {}
         self.revisions: dict[str, NoteRevision] = {}
+        self.memberships: dict[tuple[str, str], Membership] = {}
 
     def drop_note(self, note_id: str) -> None:
         self.notes.pop(note_id, None)
@@ -149,6 +177,21 @@ class FakeNotebookRepository:
             if nid in self.store.notebooks
         }
 
+    def list_for_user(self, user_id: str, first: int, after: Notebook | None = None) -> list[Notebook]:
+        mine = [nb for nb in self.store.notebooks.values() if nb.owner_id == user_id]
+        mine += [
+            self.store.notebooks[nb_id]
+            for (nb_id, uid) in self.store.memberships
+            if uid == user_id and nb_id in self.store.notebooks
+        ]
+        ordered = sorted(mine, key=lambda nb: (nb.created_at, nb.id))
+        if after is not None:
+            ordered = [nb for nb in ordered if (nb.created_at, nb.id) > (after.created_at, after.id)]
+        return copy.deepcopy(ordered[:first])
+
+    def count_owned(self, owner_id: str, up_to: int) -> int:
+        return min(up_to, sum(1 for nb in self.store.notebooks.values() if nb.owner_id == owner_id))
+
     def list_owned(self, owner_id: str) -> list[Notebook]:
         owned = [nb for nb in self.store.notebooks.values() if nb.owner_id == owner_id]
         return copy.deepcopy(sorted(owned, key=lambda nb: (nb.created_at, nb.id)))
@@ -164,8 +207,52 @@ class FakeNotebookRepository:
         doomed = [nid for nid, note in self.store.notes.items() if note.notebook_id == notebook.id]
         for note_id in doomed:
             self.store.drop_note(note_id)
+        for key in [key for key in self.store.memberships if key[0] == notebook.id]:
+            del self.store.memberships[key]
         self.store.notebooks.pop(notebook.id, None)
         return len(doomed)
+
+
+class FakeMembershipRepository:
+    def __init__(self, store: FakeNoteStore) -> None:
+        self.store = store
+
+    def put(self, membership: Membership) -> None:
+        current = self.store.memberships.get((membership.notebook_id, membership.user_id))
+        if current is not None:
+            membership.created_at = current.created_at
+        membership.version = _next_version(current.version if current else None)
+        self.store.memberships[(membership.notebook_id, membership.user_id)] = copy.deepcopy(membership)
+
+    def get(self, notebook_id: str, user_id: str) -> Membership | None:
+        return copy.deepcopy(self.store.memberships.get((notebook_id, user_id)))
+
+    def roles(self, user_id: str, notebook_ids: Iterable[str]) -> dict[str, str]:
+        return {
+            nb: self.store.memberships[(nb, user_id)].role
+            for nb in notebook_ids
+            if (nb, user_id) in self.store.memberships
+        }
+
+    def for_user(self, user_id: str) -> list[Membership]:
+        found = [m for (_, uid), m in self.store.memberships.items() if uid == user_id]
+        return copy.deepcopy(sorted(found, key=lambda m: m.notebook_id))
+
+    def for_notebooks(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
+        members: dict[str, list[Membership]] = {nb: [] for nb in notebook_ids}
+        for (nb, _), membership in self.store.memberships.items():
+            if nb in members:
+                members[nb].append(copy.deepcopy(membership))
+        for listed in members.values():
+            listed.sort(key=lambda m: (m.created_at, m.user_id))
+        return members
+
+    def remove(self, notebook_id: str, user_id: str) -> bool:
+        return self.store.memberships.pop((notebook_id, user_id), None) is not None
+
+    def remove_all(self, memberships: Iterable[Membership]) -> None:
+        for membership in memberships:
+            self.store.memberships.pop((membership.notebook_id, membership.user_id), None)
 
 
 _SORT_KEY = {
@@ -220,13 +307,17 @@ class FakeNoteRepository:
             del self.store.revisions[revision.id]
         return len(doomed)
 
-    def _in_scope(self, scope: str, trashed: bool) -> list[Note]:
+    def _in_scope(self, scope: str, trashed: bool, shared: Sequence[str] = ()) -> list[Note]:
         kind, _, key = scope.partition(":")
         attribute = "owner_id" if kind == "o" else "notebook_id"
-        return [n for n in self.store.notes.values() if getattr(n, attribute) == key and n.trashed == trashed]
+        return [
+            n
+            for n in self.store.notes.values()
+            if (getattr(n, attribute) == key or n.notebook_id in shared) and n.trashed == trashed
+        ]
 
     def list_page(self, query: NoteQuery) -> Page:
-        notes = self._in_scope(query.scope, query.trashed)
+        notes = self._in_scope(query.scope, query.trashed, query.shared)
         if query.tag is not None:
             notes = [n for n in notes if query.tag.casefold() in {t.casefold() for t in n.tags}]
         for word in query.words:
@@ -245,11 +336,11 @@ class FakeNoteRepository:
             has_next_page=len(keyed) > query.first,
         )
 
-    def count(self, scope: str, trashed: bool) -> int:
-        return len(self._in_scope(scope, trashed))
+    def count(self, scope: str, trashed: bool, shared: Sequence[str] = ()) -> int:
+        return len(self._in_scope(scope, trashed, shared))
 
-    def tag_counts(self, scope: str) -> list[TagCount]:
-        spellings = Counter(tag for note in self._in_scope(scope, False) for tag in note.tags)
+    def tag_counts(self, scope: str, shared: Sequence[str] = ()) -> list[TagCount]:
+        spellings = Counter(tag for note in self._in_scope(scope, False, shared) for tag in note.tags)
         totals: Counter[str] = Counter()
         shown: dict[str, tuple[int, str]] = {}
         for tag, count in spellings.items():

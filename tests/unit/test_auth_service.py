@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from argon2 import PasswordHasher
 
-from notebook.core.errors import InvalidInput, RateLimited, Unauthenticated
+from notebook.core.domain import Membership, Note, utc_now
+from notebook.core.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from notebook.services.auth_service import DEFAULT_NOTEBOOK_NAME, AuthService
 from notebook.services.rate_limits import (
     AbuseLimits,
@@ -18,6 +20,7 @@ from notebook.services.rate_limits import (
 from notebook.utils import crypto_utils
 from tests.unit.fakes import (
     FakeAttemptStore,
+    FakeMembershipRepository,
     FakeNotebookRepository,
     FakeNoteStore,
     FakeRefreshTokenRepository,
@@ -43,10 +46,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def auth(clock: FakeClock) -> AuthService:
+    store = FakeNoteStore()
     return AuthService(
         users=FakeUserRepository(),
         tokens=FakeRefreshTokenRepository(),
-        notebooks=FakeNotebookRepository(FakeNoteStore()),
+        notebooks=FakeNotebookRepository(store),
+        memberships=FakeMembershipRepository(store),
         secret_key=SECRET,
         access_token_seconds=900,
         refresh_token_seconds=3600,
@@ -236,3 +241,112 @@ class TestAuthenticate:
         del auth.users.users[user.id]
         with pytest.raises(Unauthenticated):
             auth.authenticate(token)
+
+
+class TestSessions:
+    def test_logout_ends_that_sessions_access_token_only(self, auth: AuthService) -> None:
+        phone = auth.register("ada@example.com", PASSWORD)
+        laptop = auth.login("ada@example.com", PASSWORD)
+        assert auth.logout(phone.refresh_token) is True
+        with pytest.raises(Unauthenticated, match="ended"):
+            auth.authenticate(phone.access_token)
+        assert auth.authenticate(laptop.access_token).id == phone.user.id
+
+    def test_refresh_reuse_ends_the_familys_access_tokens(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD)
+        second = auth.refresh(first.refresh_token)
+        with pytest.raises(Unauthenticated):
+            auth.refresh(first.refresh_token)  # replayed
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(second.access_token)
+
+    def test_logout_everywhere(self, auth: AuthService) -> None:
+        phone = auth.register("ada@example.com", PASSWORD)
+        laptop = auth.login("ada@example.com", PASSWORD)
+        assert auth.logout_everywhere(phone.user) is True
+        for session in (phone, laptop):
+            with pytest.raises(Unauthenticated):
+                auth.authenticate(session.access_token)
+            with pytest.raises(Unauthenticated):
+                auth.refresh(session.refresh_token)
+        fresh = auth.login("ada@example.com", PASSWORD)
+        assert auth.authenticate(fresh.access_token).id == phone.user.id
+
+    def test_change_password(self, auth: AuthService) -> None:
+        phone = auth.register("ada@example.com", PASSWORD)
+        with pytest.raises(Forbidden):
+            auth.change_password(phone.user, "wrong password!", "a new long password")
+        with pytest.raises(InvalidInput):
+            auth.change_password(phone.user, PASSWORD, "short")
+        assert auth.authenticate(phone.access_token).id == phone.user.id  # nothing changed yet
+        fresh = auth.change_password(phone.user, PASSWORD, "a new long password")
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(phone.access_token)
+        with pytest.raises(Unauthenticated):
+            auth.refresh(phone.refresh_token)
+        assert auth.authenticate(fresh.access_token).id == phone.user.id
+        assert auth.refresh(fresh.refresh_token).user.id == phone.user.id
+        with pytest.raises(Unauthenticated):
+            auth.login("ada@example.com", PASSWORD)
+        assert auth.login("ada@example.com", "a new long password").user.id == phone.user.id
+
+    def test_ended_sessions_are_forgotten_once_their_tokens_expired(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD)
+        auth.logout(first.refresh_token)
+        auth.clock = lambda: time.time() + 901  # past the access tokens' lifetime
+        second = auth.login("ada@example.com", PASSWORD)
+        auth.logout(second.refresh_token)
+        assert len(auth.users.get(first.user.id).ended_sessions) == 1
+
+
+class TestDeleteAccount:
+    def test_removes_own_data_memberships_and_sessions(self, auth: AuthService) -> None:
+        ada = auth.register("ada@example.com", PASSWORD)
+        bob = auth.register("bob@example.com", PASSWORD)
+        store = auth.notebooks.store
+        now = utc_now()
+        ada_book = ada.user.default_notebook_id or ""
+        bob_book = bob.user.default_notebook_id or ""
+        store.notes["note:a"] = Note(
+            "note:a", ada_book, ada.user.id, "mine", "", now, now, ada.user.id, ada.user.id
+        )
+        store.notes["note:b"] = Note(
+            "note:b", bob_book, bob.user.id, "bob's", "", now, now, ada.user.id, ada.user.id
+        )
+        auth.memberships.put(Membership(bob_book, ada.user.id, "EDITOR", now, now))
+        auth.memberships.put(Membership(ada_book, bob.user.id, "VIEWER", now, now))
+        with pytest.raises(Forbidden):
+            auth.delete_account(ada.user, "not the password")
+        assert ada.user.id in auth.users.users
+        assert auth.delete_account(auth.users.get(ada.user.id), PASSWORD) is True
+        assert list(store.notebooks) == [bob_book]
+        assert list(store.notes) == ["note:b"]  # what ada wrote in bob's notebook is bob's
+        assert store.memberships == {}
+        assert all(t.user_id != ada.user.id for t in auth.tokens.tokens.values())
+        with pytest.raises(NotFound):
+            auth.users.get(ada.user.id)
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(ada.access_token)
+        assert auth.users.get_many([ada.user.id])[ada.user.id].email == ""  # shown as deleted
+        assert auth.register("ada@example.com", PASSWORD).user.id != ada.user.id  # address is free
+
+    def test_other_users_are_untouched(self, auth: AuthService) -> None:
+        ada = auth.register("ada@example.com", PASSWORD)
+        bob = auth.register("bob@example.com", PASSWORD)
+        auth.delete_account(ada.user, PASSWORD)
+        assert auth.authenticate(bob.access_token).id == bob.user.id
+        assert [nb.id for nb in auth.notebooks.list_owned(bob.user.id)] == [bob.user.default_notebook_id]
+
+
+class TestRehash:
+    def test_login_rehashes_with_new_parameters(self, auth: AuthService) -> None:
+        auth.hashing.hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+        user = auth.register("ada@example.com", PASSWORD).user
+        old_hash = auth.users.get(user.id).password_hash
+        auth.login("ada@example.com", PASSWORD)
+        assert auth.users.get(user.id).password_hash == old_hash  # same settings: left alone
+        auth.hashing.hasher = PasswordHasher(time_cost=2, memory_cost=8192, parallelism=1)
+        auth.login("ada@example.com", PASSWORD)
+        new_hash = auth.users.get(user.id).password_hash
+        assert new_hash != old_hash and "t=2" in new_hash
+        assert auth.login("ada@example.com", PASSWORD).user.id == user.id

@@ -8,9 +8,16 @@ import pytest
 
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, VersionConflict
-from notebook.services.service import MAX_SEARCH_WORDS, NotebookService, NoteService
+from notebook.services.note_service import MAX_SEARCH_WORDS, NoteService
+from notebook.services.notebook_service import NotebookService
 from notebook.utils.crypto_utils import new_id
-from tests.unit.fakes import FakeNotebookRepository, FakeNoteRepository, FakeNoteStore
+from tests.unit.fakes import (
+    FakeMembershipRepository,
+    FakeNotebookRepository,
+    FakeNoteRepository,
+    FakeNoteStore,
+    FakeUserRepository,
+)
 
 
 @dataclass
@@ -18,6 +25,7 @@ class World:
     store: FakeNoteStore
     notebooks: NotebookService
     notes: NoteService
+    users: FakeUserRepository
 
     def user(self, name: str) -> User:
         """A user with a default notebook, as registration leaves it."""
@@ -28,6 +36,7 @@ class World:
             created_at=utc_now(),
             default_notebook_id=new_id(NOTEBOOK_PREFIX),
         )
+        self.users.add(user)
         now = utc_now()
         self.notebooks.notebooks.add(
             Notebook(user.default_notebook_id or "", "My notes", user.id, now, now, is_default=True)
@@ -38,10 +47,11 @@ class World:
 @pytest.fixture
 def world() -> World:
     store = FakeNoteStore()
-    notebooks = NotebookService(FakeNotebookRepository(store))
+    users = FakeUserRepository()
+    notebooks = NotebookService(FakeNotebookRepository(store), FakeMembershipRepository(store), users)
     # replication conflicts are settled elsewhere (conflict_service); these tests never reach it
     notes = NoteService(FakeNoteRepository(store), notebooks, resolver=None)  # type: ignore[arg-type]
-    return World(store, notebooks, notes)
+    return World(store, notebooks, notes, users)
 
 
 @pytest.fixture
@@ -279,3 +289,124 @@ class TestListing:
         world.notes.create_note(ada, {"title": "y", "tags": ["work"]})
         world.notes.create_note(bob, {"title": "z", "tags": ["bob-only"]})
         assert [(t.tag, t.count) for t in world.notes.tags(ada)] == [("work", 2), ("home", 1)]
+
+
+class TestSharing:
+    @pytest.fixture
+    def shared(self, world: World, ada: User, bob: User) -> Notebook:
+        notebook = world.notebooks.create_notebook(ada, "Team")
+        world.notebooks.share(ada, notebook.id, "BOB@example.com ", "EDITOR")
+        return notebook
+
+    def test_roles(self, world: World, ada: User, bob: User, shared: Notebook) -> None:
+        carol = world.user("carol")
+        assert world.notebooks.role_of(ada, shared) == "OWNER"
+        assert world.notebooks.role_of(bob, shared) == "EDITOR"
+        assert world.notebooks.role_of(carol, shared) is None
+        world.notebooks.share(ada, shared.id, "bob@example.com", "VIEWER")  # a new role replaces the old
+        assert world.notebooks.roles_of(bob, [shared]) == {shared.id: "VIEWER"}
+
+    def test_share_refuses_bad_input(self, world: World, ada: User, bob: User, shared: Notebook) -> None:
+        with pytest.raises(InvalidInput):
+            world.notebooks.share(ada, shared.id, "bob@example.com", "OWNER")
+        with pytest.raises(InvalidInput):
+            world.notebooks.share(ada, shared.id, "ada@example.com", "VIEWER")
+        with pytest.raises(NotFound):
+            world.notebooks.share(ada, shared.id, "nobody@example.com", "VIEWER")
+        with pytest.raises(Forbidden):  # an editor cannot share further
+            world.notebooks.share(bob, shared.id, "ada@example.com", "VIEWER")
+        assert world.notebooks.role_of(bob, shared) == "EDITOR"
+
+    def test_grantee_sees_shared_notes_in_lists_tags_and_search(
+        self, world: World, ada: User, bob: User, shared: Notebook
+    ) -> None:
+        world.notes.create_note(ada, {"notebook_id": shared.id, "title": "plan", "tags": ["team"]})
+        world.notes.create_note(ada, {"title": "private diary", "tags": ["secret"]})
+        world.notes.create_note(bob, {"title": "bob's own", "tags": ["team"]})
+        titles = sorted(n.title for n in world.notes.list_notes(bob).items)
+        assert titles == ["bob's own", "plan"]
+        assert [n.title for n in world.notes.list_notes(bob, search="plan").items] == ["plan"]
+        assert world.notes.list_notes(bob, search="diary").items == []
+        assert [(t.tag, t.count) for t in world.notes.tags(bob)] == [("team", 2)]
+        assert world.notes.count_notes(bob, None, False) == 2
+        assert [nb.id for nb in world.notebooks.list_notebooks(bob)] == [bob.default_notebook_id, shared.id]
+
+    def test_editor_edits_and_updated_by_says_who(
+        self, world: World, ada: User, bob: User, shared: Notebook
+    ) -> None:
+        note = world.notes.create_note(ada, {"notebook_id": shared.id, "title": "plan"})
+        edited = world.notes.update_note(bob, note.id, {"title": "better plan"}, note.version or "")
+        assert (edited.updated_by, edited.created_by, edited.owner_id) == (bob.id, ada.id, ada.id)
+        trashed = world.notes.trash_note(bob, note.id)
+        assert world.notes.restore_note(bob, trashed.id).trashed_at is None
+        world.notes.trash_note(bob, note.id)
+        with pytest.raises(Forbidden):  # permanent deletion is the owner's
+            world.notes.delete_note(bob, note.id)
+        assert note.id in world.store.notes
+
+    def test_viewer_only_reads(self, world: World, ada: User, bob: User, shared: Notebook) -> None:
+        note = world.notes.create_note(ada, {"notebook_id": shared.id, "title": "plan"})
+        world.notebooks.share(ada, shared.id, "bob@example.com", "VIEWER")
+        assert world.notes.get_note(bob, note.id).title == "plan"
+        for attempt in (
+            lambda: world.notes.update_note(bob, note.id, {"title": "x"}, note.version or ""),
+            lambda: world.notes.trash_note(bob, note.id),
+            lambda: world.notes.create_note(bob, {"notebook_id": shared.id, "title": "x"}),
+            lambda: world.notes.move_note(bob, note.id, bob.default_notebook_id or ""),
+        ):
+            with pytest.raises(Forbidden):
+                attempt()
+        assert world.notes.get_note(ada, note.id) == note
+
+    def test_moving_needs_edit_rights_on_both(
+        self, world: World, ada: User, bob: User, shared: Notebook
+    ) -> None:
+        note = world.notes.create_note(ada, {"notebook_id": shared.id, "title": "plan"})
+        ada_private = world.notebooks.create_notebook(ada, "Private")
+        with pytest.raises(NotFound):
+            world.notes.move_note(bob, note.id, ada_private.id)
+        moved = world.notes.move_note(bob, note.id, bob.default_notebook_id or "")
+        # it takes the owner of the notebook it moved into
+        assert (moved.notebook_id, moved.owner_id, moved.updated_by) == (
+            bob.default_notebook_id,
+            bob.id,
+            bob.id,
+        )
+
+    def test_unshare_ends_access(self, world: World, ada: User, bob: User, shared: Notebook) -> None:
+        note = world.notes.create_note(ada, {"notebook_id": shared.id, "title": "plan"})
+        world.notebooks.unshare(ada, shared.id, bob.id)
+        with pytest.raises(NotFound):
+            world.notes.get_note(bob, note.id)
+        assert world.notes.list_notes(bob).items == []
+        with pytest.raises(NotFound):
+            world.notebooks.unshare(ada, shared.id, bob.id)
+
+    def test_deleting_a_shared_notebook_ends_its_memberships(
+        self, world: World, ada: User, bob: User, shared: Notebook
+    ) -> None:
+        world.notebooks.delete_notebook(ada, shared.id)
+        assert world.store.memberships == {}
+        assert [nb.id for nb in world.notebooks.list_notebooks(bob)] == [bob.default_notebook_id]
+
+
+class TestNotebookLimits:
+    def test_notebooks_per_user_are_capped(self, world: World, ada: User) -> None:
+        world.notebooks.max_notebooks_per_user = 3  # the default notebook is one
+        world.notebooks.create_notebook(ada, "two")
+        world.notebooks.create_notebook(ada, "three")
+        with pytest.raises(InvalidInput) as caught:
+            world.notebooks.create_notebook(ada, "four")
+        assert caught.value.extensions["reason"] == "NOTEBOOK_LIMIT"
+        assert len(world.store.notebooks) == 3
+
+    def test_notebooks_are_paginated(self, world: World, ada: User) -> None:
+        created = [world.notebooks.create_notebook(ada, f"nb {i}") for i in range(4)]
+        everything = [nb.id for nb in world.notebooks.list_notebooks(ada)]
+        first = world.notebooks.list_notebooks(ada, first=2)
+        rest = world.notebooks.list_notebooks(ada, first=10, after=first[-1].id)
+        assert [nb.id for nb in first + rest] == everything
+        assert len(everything) == 5 and {nb.id for nb in created} <= set(everything)
+        for bad in (0, 501):
+            with pytest.raises(InvalidInput):
+                world.notebooks.list_notebooks(ada, first=bad)

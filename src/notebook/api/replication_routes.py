@@ -1,23 +1,24 @@
 """REST API for operators under /api/replication (admins only), and its OpenAPI document.
 
-Each route checks the caller, calls one method of the ReplicationManager and shapes the answer.
+Who may call each route is decided by the permission policy (services/permissions.py, rules
+`REST.<endpoint>`), checked before every request of this blueprint. Each route calls one
+method of the ReplicationManager and shapes the answer.
 Field names are those of the GraphQL contract (`latencyMs`, `lastError`, `lagSeconds`), and
 errors have the GraphQL error shape, so a client parses both APIs alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
-from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from notebook.api.errors import error_body
 from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
-from notebook.core.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
+from notebook.core.domain import User
+from notebook.core.errors import DomainError, InvalidInput, Unauthenticated
 from notebook.database.replication import ReplicationStatus
 
 blueprint = Blueprint("replication", __name__, url_prefix="/api")
@@ -33,29 +34,27 @@ _HTTP_STATUS = {
 }
 _MAX_TIMEOUT_SECONDS = 600.0
 
-View = TypeVar("View", bound=Callable[..., Any])
 
 
 def _services() -> Services:
     return cast(Services, current_app.extensions["notebook"])
 
 
-def admin_only(view: View) -> View:
-    """Let the request through only with the access token of an admin user."""
+def _caller() -> User | None:
+    """The user of the request's access token; None without one."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
+    return _services().auth.authenticate(token.strip())
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        if not header:
-            raise Unauthenticated("sign in first")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
-        if not _services().auth.authenticate(token.strip()).is_admin:
-            raise Forbidden("administrators only")
-        return view(*args, **kwargs)
 
-    return cast(View, wrapper)
+@blueprint.before_request
+def authorize() -> None:
+    """Every route of this blueprint passes the permission policy first."""
+    _services().permissions.authorize(f"REST.{request.endpoint}", _caller, {})
 
 
 @blueprint.errorhandler(DomainError)
@@ -70,13 +69,11 @@ def openapi() -> Response:
 
 
 @blueprint.get("/replication/status")
-@admin_only
 def replication_status() -> Response:
     return jsonify(status_json(_services().replication.status()))
 
 
 @blueprint.post("/replication/setup")
-@admin_only
 def replication_setup() -> Response:
     manager = _services().replication
     job_ids = manager.ensure_mesh()
@@ -84,13 +81,11 @@ def replication_setup() -> Response:
 
 
 @blueprint.delete("/replication")
-@admin_only
 def replication_teardown() -> Response:
     return jsonify(removedJobs=_services().replication.teardown())
 
 
 @blueprint.post("/replication/lag")
-@admin_only
 def replication_lag() -> Response:
     manager = _services().replication
     manager.measure_lag(timeout=_timeout(_body(), default=10.0))
@@ -98,7 +93,6 @@ def replication_lag() -> Response:
 
 
 @blueprint.post("/replication/nodes")
-@admin_only
 def add_node() -> tuple[Response, int]:
     body = _body()
     added = _services().replication.add_node(_node_url(body), timeout=_timeout(body, default=60.0))
@@ -106,7 +100,6 @@ def add_node() -> tuple[Response, int]:
 
 
 @blueprint.delete("/replication/nodes")
-@admin_only
 def remove_node() -> Response:
     body = _body()
     url = request.args.get("url") or _node_url(body)

@@ -10,6 +10,10 @@ from notebook.core.errors import InvalidInput
 USER_PREFIX = "user:"
 NOTEBOOK_PREFIX = "notebook:"
 NOTE_PREFIX = "note:"
+MEMBER_PREFIX = "member:"
+
+# notebook roles, weakest first: a role may do everything the roles before it may do
+ROLES = ("VIEWER", "EDITOR", "OWNER")
 
 
 def utc_now() -> str:
@@ -38,6 +42,38 @@ class User:
     password_hash: str = ""
     default_notebook_id: str | None = None
     version: str | None = None
+    # bumped by logoutEverywhere, changePassword and account deletion: every access token
+    # issued with a lower epoch stops working
+    session_epoch: int = 0
+    # login sessions (refresh-token families) ended one by one -> when; kept as long as an
+    # access token of theirs could still be valid
+    ended_sessions: dict[str, float] = field(default_factory=dict)
+
+
+def role_at_least(role: str | None, minimum: str) -> bool:
+    """Whether `role` grants what `minimum` grants; no role grants nothing."""
+    return role is not None and ROLES.index(role) >= ROLES.index(minimum)
+
+
+@dataclass
+class Membership:
+    """A user's role in a notebook that someone else owns (the owner has no membership)."""
+
+    notebook_id: str
+    user_id: str
+    role: str
+    created_at: str
+    # the notebook's creation time, so the grantee's notebook list sorts shared and own alike
+    notebook_created_at: str
+    version: str | None = None
+
+    @property
+    def id(self) -> str:
+        return membership_id(self.notebook_id, self.user_id)
+
+
+def membership_id(notebook_id: str, user_id: str) -> str:
+    return f"{MEMBER_PREFIX}{notebook_id[len(NOTEBOOK_PREFIX) :]}:{user_id}"
 
 
 @dataclass
@@ -99,7 +135,7 @@ METADATA_REASON = "METADATA"
 
 def revision_id(note_id: str, replaced_version: str) -> str:
     """One revision per replaced version: writing it twice (two resolvers) is harmless."""
-    return f"{REVISION_PREFIX}{note_id[len(NOTE_PREFIX):]}:{replaced_version}"
+    return f"{REVISION_PREFIX}{note_id[len(NOTE_PREFIX) :]}:{replaced_version}"
 
 
 @dataclass

@@ -24,6 +24,8 @@ class NoteVersion:
     updated_at: str
     updated_by: str
     version: str
+    # whose note it is: always the owner of `notebook_id`, so the two move together
+    owner_id: str = ""
 
     @property
     def writer_order(self) -> tuple[str, int, str]:
@@ -123,15 +125,19 @@ def merge_versions(base: NoteVersion | None, ours: NoteVersion, theirs: NoteVers
         title = earlier.title
     else:
         title = later.title
+    # the notebook and its owner come from one side as a pair: a merge can move a note the way
+    # one side moved it, but never give it to someone who does not own its notebook
+    placed = later if later.notebook_id else earlier
     merged = NoteVersion(
         title=title,
         content=content if content is not None else later.content,
         tags=merge_tags(base.tags, later.tags, earlier.tags),
         pinned=later.pinned,
         trashed_at=later.trashed_at,
-        notebook_id=later.notebook_id,
+        notebook_id=placed.notebook_id,
         updated_at=later.updated_at,
         updated_by=later.updated_by,
         version=later.version,
+        owner_id=placed.owner_id,
     )
     return Merged(merged, clean=content is not None)

@@ -96,6 +96,8 @@ class ConflictStore:
         if body.get("type") == "refresh_token":
             body["used"] = any(leaf.doc.get("used") for leaf in leaves)
             body["revoked"] = any(leaf.doc.get("revoked") for leaf in leaves)
+        if body.get("type") in ("user", "deleted_user"):
+            _keep_ended_sessions(body, [leaf.doc for leaf in leaves])
         body["_rev"] = winner.rev
         docs = [{"_id": doc_id, "_rev": leaf.rev, "_deleted": True} for leaf in losers]
         same_as_winner = {k: v for k, v in winner.doc.items() if k != "_revisions"} == body
@@ -116,6 +118,19 @@ def refresh_family_to_revoke(leaves: list[Leaf]) -> str | None:
     if len(docs) < 2 or not any(doc.get("used") for doc in docs):
         return None
     return str(docs[0]["family"])
+def _keep_ended_sessions(body: dict[str, Any], leaves: list[dict[str, Any]]) -> None:
+    """A session ended on any node stays ended, and a deleted account stays deleted, whichever
+    leaf of a user document wins."""
+    deleted = [doc for doc in leaves if doc.get("type") == "deleted_user"]
+    if deleted:
+        body.clear()
+        body.update({k: v for k, v in deleted[0].items() if k not in ("_revisions", "_rev")})
+    body["session_epoch"] = max(int(doc.get("session_epoch") or 0) for doc in leaves)
+    if not deleted:
+        ended: dict[str, float] = {}
+        for doc in leaves:
+            ended.update(doc.get("ended_sessions") or {})
+        body["ended_sessions"] = ended
 
 
 def conflict_stores(notes: Database, users: Database) -> tuple[ConflictStore, ConflictStore]:

@@ -76,6 +76,45 @@ _ATTEMPTS_BY_BUCKET_VIEW = """function (doc) {
   if (doc.type === 'attempt') emit(doc.bucket, doc._rev);
 }"""
 
+# sharing ---------------------------------------------------------------------------------------
+# memberships are documents `member:<notebook uuid>:<user id>` in the notes database
+
+_MEMBERSHIPS_BY_USER_VIEW = """function (doc) {
+  if (doc.type === 'membership') emit([doc.user_id, doc.notebook_id], doc.role);
+}"""
+
+_MEMBERSHIPS_BY_NOTEBOOK_VIEW = """function (doc) {
+  if (doc.type === 'membership') emit(doc.notebook_id, doc.role);
+}"""
+
+# every notebook a user can open, own and shared, in one keyset-paginated range: a membership
+# row links to its notebook ({_id}), so include_docs returns the notebook itself
+_NOTEBOOKS_BY_USER_VIEW = """function (doc) {
+  if (doc.type === 'notebook') emit([doc.owner_id, doc.created_at, doc._id], null);
+  if (doc.type === 'membership') {
+    emit([doc.user_id, doc.notebook_created_at, doc.notebook_id], {_id: doc.notebook_id});
+  }
+}"""
+
+# the notes of shared notebooks, fetched for many notebooks at once with `keys`; the value
+# carries the sort keys and tags so that listings and tag counts need no documents
+_NOTES_BY_NOTEBOOK_VIEW = """function (doc) {
+  if (doc.type !== 'note') return;
+  emit([doc.notebook_id, doc.trashed_at ? true : false],
+       [doc.updated_at, doc.created_at, doc.sort_title, doc.tag_keys || [], doc.tags || []]);
+}"""
+
+_REFRESH_BY_USER_VIEW = """function (doc) {
+  if (doc.type === 'refresh_token') emit(doc.user_id, null);
+}"""
+
+SHARING_VIEWS = {
+    "memberships_by_user": {"map": _MEMBERSHIPS_BY_USER_VIEW},
+    "memberships_by_notebook": {"map": _MEMBERSHIPS_BY_NOTEBOOK_VIEW},
+    "notebooks_by_user": {"map": _NOTEBOOKS_BY_USER_VIEW},
+    "notes_by_notebook": {"map": _NOTES_BY_NOTEBOOK_VIEW},
+}
+
 NOTES_DESIGN = "notebook"
 VIEW_BUILD_SECONDS = 600.0
 USERS_DESIGN = "users"
@@ -101,6 +140,7 @@ NOTES_DESIGN_DOC = {
         "revisions_by_note": {"map": _REVISIONS_BY_NOTE_VIEW},
         "revisions_of_note": {"map": _REVISIONS_OF_NOTE_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},
+        **SHARING_VIEWS,
     },
 }
 
@@ -108,6 +148,7 @@ USERS_DESIGN_DOC = {
     "language": "javascript",
     "views": {
         "refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW},
+        "refresh_by_user": {"map": _REFRESH_BY_USER_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},
     },
 }

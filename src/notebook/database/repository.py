@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, User
+from notebook.core.domain import (
+    Membership,
+    Note,
+    Notebook,
+    NoteRevision,
+    Page,
+    TagCount,
+    User,
+    membership_id,
+)
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import normalize, note_tokens
@@ -28,6 +37,8 @@ def _user_to_doc(user: User) -> dict[str, Any]:
         "password_hash": user.password_hash,
         "default_notebook_id": user.default_notebook_id,
         "created_at": user.created_at,
+        "session_epoch": user.session_epoch,
+        "ended_sessions": dict(user.ended_sessions),
     }
     if user.version:
         doc["_rev"] = user.version
@@ -44,7 +55,19 @@ def _user_from_doc(doc: dict[str, Any]) -> User:
         password_hash=doc.get("password_hash", ""),
         default_notebook_id=doc.get("default_notebook_id"),
         version=doc.get("_rev"),
+        session_epoch=int(doc.get("session_epoch") or 0),
+        ended_sessions=dict(doc.get("ended_sessions") or {}),
     )
+
+
+# what stays of a deleted account: its id, so that notes it wrote in other people's notebooks
+# still name an author ("deleted account"); no e-mail, no password, no sessions
+DELETED_USER_TYPE = "deleted_user"
+DELETED_USER_NAME = "Deleted account"
+
+
+def _deleted_user_from_doc(doc: dict[str, Any]) -> User:
+    return User(id=doc["_id"], email="", display_name=DELETED_USER_NAME, created_at=doc["created_at"])
 
 
 def _email_claim_id(email: str) -> str:
@@ -78,12 +101,43 @@ class UserRepository:
         return _user_from_doc(doc)
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
+        """Users by id, for display: a deleted account comes back as its placeholder."""
         wanted = [uid for uid in user_ids if uid and uid.startswith("user:")]
-        return {
-            doc_id: _user_from_doc(doc)
-            for doc_id, doc in self.db.get_many(wanted).items()
-            if doc.get("type") == "user"
+        found: dict[str, User] = {}
+        for doc_id, doc in self.db.get_many(wanted).items():
+            if doc.get("type") == "user":
+                found[doc_id] = _user_from_doc(doc)
+            elif doc.get("type") == DELETED_USER_TYPE:
+                found[doc_id] = _deleted_user_from_doc(doc)
+        return found
+
+    def change(self, user_id: str, apply: Callable[[User], None]) -> User:
+        """Apply `apply` to the current user and store it; retried if the user changes meanwhile."""
+        for _ in range(5):
+            user = self.get(user_id)
+            apply(user)
+            try:
+                user.version = self.db.put(_user_to_doc(user))
+            except DocumentConflict:
+                continue
+            return user
+        raise VersionConflict("the account keeps changing; try again", self.get(user_id).version)
+
+    def delete(self, user: User) -> None:
+        """Replace the account by its placeholder and free its e-mail address."""
+        stub = {
+            "_id": user.id,
+            "type": DELETED_USER_TYPE,
+            "created_at": user.created_at,
+            "session_epoch": user.session_epoch + 1,
         }
+        current = self.db.get_or_none(user.id)
+        if current is not None:
+            stub["_rev"] = current["_rev"]
+        self.db.put(stub)
+        claim = self.db.get_or_none(_email_claim_id(user.email))
+        if claim is not None and claim.get("user_id") == user.id:
+            self.db.bulk_docs([{"_id": claim["_id"], "_rev": claim["_rev"], "_deleted": True}])
 
     def get_by_email(self, email: str) -> User | None:
         claim = self.db.get_or_none(_email_claim_id(email))
@@ -191,6 +245,115 @@ class RefreshTokenRepository:
             self.db.bulk_docs(docs)
         return revoked
 
+    def revoke_user(self, user_id: str) -> int:
+        """Revoke every token of every session of a user; returns how many were revoked."""
+        rows = self.db.view(USERS_DESIGN, "refresh_by_user", key=user_id, include_docs=True)["rows"]
+        docs = [row["doc"] for row in rows if row.get("doc") and not row["doc"].get("revoked")]
+        for doc in docs:
+            doc["revoked"] = True
+        self.db.bulk_docs(docs)
+        return len(docs)
+
+    def delete_user_tokens(self, user_id: str) -> int:
+        """Delete every refresh token of a user (account deletion)."""
+        rows = self.db.view(USERS_DESIGN, "refresh_by_user", key=user_id)["rows"]
+        tombstones = _tombstones(self.db, [row["id"] for row in rows])
+        self.db.bulk_docs(tombstones)
+        return len(tombstones)
+
+
+def _membership_to_doc(membership: Membership) -> dict[str, Any]:
+    doc = {
+        "_id": membership.id,
+        "type": "membership",
+        "notebook_id": membership.notebook_id,
+        "user_id": membership.user_id,
+        "role": membership.role,
+        "created_at": membership.created_at,
+        "notebook_created_at": membership.notebook_created_at,
+    }
+    if membership.version:
+        doc["_rev"] = membership.version
+    return doc
+
+
+def _membership_from_doc(doc: dict[str, Any]) -> Membership:
+    return Membership(
+        notebook_id=doc["notebook_id"],
+        user_id=doc["user_id"],
+        role=doc["role"],
+        created_at=doc["created_at"],
+        notebook_created_at=doc["notebook_created_at"],
+        version=doc.get("_rev"),
+    )
+
+
+class MembershipRepository:
+    """Who may open a notebook besides its owner: one document per (notebook, user)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, membership: Membership) -> None:
+        """Create the membership, or change the role of an existing one."""
+        for _ in range(5):
+            current = self.db.get_or_none(membership.id)
+            if current is not None and current.get("type") == "membership":
+                membership.version = current["_rev"]
+                membership.created_at = current["created_at"]
+            try:
+                membership.version = self.db.put(_membership_to_doc(membership))
+                return
+            except DocumentConflict:
+                continue
+        raise VersionConflict("the membership keeps changing; try again", None)
+
+    def get(self, notebook_id: str, user_id: str) -> Membership | None:
+        doc = self.db.get_or_none(membership_id(notebook_id, user_id))
+        if doc is None or doc.get("type") != "membership":
+            return None
+        return _membership_from_doc(doc)
+
+    def roles(self, user_id: str, notebook_ids: Iterable[str]) -> dict[str, str]:
+        """The user's role in each of these notebooks where it has one, in one request."""
+        ids = {membership_id(nb, user_id): nb for nb in notebook_ids}
+        return {ids[doc_id]: doc["role"] for doc_id, doc in self.db.get_many(ids).items() if "role" in doc}
+
+    def for_user(self, user_id: str) -> list[Membership]:
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "memberships_by_user",
+            startkey=[user_id],
+            endkey=[user_id, _HIGH],
+            include_docs=True,
+        )["rows"]
+        return [_membership_from_doc(row["doc"]) for row in rows if row.get("doc")]
+
+    def for_notebooks(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
+        """Members of each notebook, in one request."""
+        members: dict[str, list[Membership]] = {nb: [] for nb in notebook_ids}
+        if not notebook_ids:
+            return members
+        rows = self.db.view(
+            NOTES_DESIGN, "memberships_by_notebook", keys=list(dict.fromkeys(notebook_ids)), include_docs=True
+        )["rows"]
+        for row in rows:
+            if row.get("doc"):
+                membership = _membership_from_doc(row["doc"])
+                members.setdefault(membership.notebook_id, []).append(membership)
+        for listed in members.values():
+            listed.sort(key=lambda m: (m.created_at, m.user_id))
+        return members
+
+    def remove(self, notebook_id: str, user_id: str) -> bool:
+        """End a membership; False if there was none."""
+        tombstones = _tombstones(self.db, [membership_id(notebook_id, user_id)])
+        self.db.bulk_docs(tombstones)
+        return bool(tombstones)
+
+    def remove_all(self, memberships: Iterable[Membership]) -> None:
+        self.db.bulk_docs(_tombstones(self.db, [m.id for m in memberships]))
+
 
 def _notebook_to_doc(notebook: Notebook) -> dict[str, Any]:
     doc = {
@@ -266,6 +429,37 @@ class NotebookRepository:
             if doc.get("type") == "notebook"
         }
 
+    def list_for_user(self, user_id: str, first: int, after: Notebook | None = None) -> list[Notebook]:
+        """Notebooks the user owns or is a member of, oldest first, `first` after `after`."""
+        start: list[Any] = [user_id] if after is None else [user_id, after.created_at, after.id]
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "notebooks_by_user",
+            startkey=start,
+            endkey=[user_id, _HIGH],
+            include_docs=True,
+            limit=first + 1,
+        )["rows"]
+        notebooks = [
+            _notebook_from_doc(row["doc"])
+            for row in rows
+            if row.get("doc")
+            and row["doc"].get("type") == "notebook"
+            and (after is None or row["key"][2] != after.id)
+        ]
+        return notebooks[:first]
+
+    def count_owned(self, owner_id: str, up_to: int) -> int:
+        """How many notebooks the user owns, counted up to `up_to`."""
+        rows = self.db.view(
+            NOTES_DESIGN,
+            "notebooks_by_owner",
+            startkey=[owner_id],
+            endkey=[owner_id, _HIGH],
+            limit=up_to,
+        )["rows"]
+        return len(rows)
+
     def list_owned(self, owner_id: str) -> list[Notebook]:
         rows = self.db.view(
             NOTES_DESIGN,
@@ -317,7 +511,9 @@ class NotebookRepository:
                 if not written:
                     break  # nothing could be deleted: stop rather than loop on the same rows
                 deleted += len(note_ids)
-        self.db.bulk_docs([{"_id": notebook.id, "_rev": notebook.version, "_deleted": True}])
+        members = self.db.view(NOTES_DESIGN, "memberships_by_notebook", key=notebook.id)["rows"]
+        docs = _tombstones(self.db, [row["id"] for row in members])
+        self.db.bulk_docs(docs + [{"_id": notebook.id, "_rev": notebook.version, "_deleted": True}])
         return deleted
 
 
@@ -404,7 +600,8 @@ _SORT_FIELD = {"UPDATED_DESC": 1, "UPDATED_ASC": 1, "CREATED_DESC": 2, "TITLE_AS
 
 @dataclass(frozen=True)
 class NoteQuery:
-    """What a note listing asks for; `scope` is 'o:<owner id>' or 'n:<notebook id>'."""
+    """What a note listing asks for; `scope` is 'o:<owner id>' or 'n:<notebook id>'; `shared`
+    adds the notes of these notebooks (shared with the caller) to an 'o:' scope."""
 
     scope: str
     trashed: bool = False
@@ -413,6 +610,11 @@ class NoteQuery:
     after: str | None = None
     tag: str | None = None
     words: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
+
+
+# position of each order's sort key in the value of the notes_by_notebook view
+_SHARED_SORT_FIELD = {"UPDATED_DESC": 0, "UPDATED_ASC": 0, "CREATED_DESC": 1, "TITLE_ASC": 2}
 
 
 class NoteRepository:
@@ -543,6 +745,8 @@ class NoteRepository:
         """One page of notes in `query.order`, filtered by tag and words through the term index."""
         if query.tag is not None or query.words:
             return self._list_filtered(query)
+        if query.shared:
+            return self._list_with_shared(query)
         view, descending = ORDER_VIEWS[query.order]
         low = [query.scope, query.trashed]
         high = [query.scope, query.trashed, _HIGH]
@@ -569,7 +773,41 @@ class NoteRepository:
         cursors = [encode_cursor(query.order, row["key"][2], row["id"]) for row in page_rows]
         return Page(notes, cursors, has_next_page=len(rows) > query.first)
 
-    def count(self, scope: str, trashed: bool) -> int:
+    def _shared_rows(self, notebook_ids: Sequence[str], trashed: bool) -> list[dict[str, Any]]:
+        """The index rows of every note of these notebooks, in one request."""
+        keys = [[nb, trashed] for nb in dict.fromkeys(notebook_ids)]
+        return self.db.view(NOTES_DESIGN, "notes_by_notebook", keys=keys)["rows"] if keys else []
+
+    def _list_with_shared(self, query: NoteQuery) -> Page:
+        """The caller's own notes (one ranged page) merged with the notes of shared notebooks
+        (their index rows carry the sort keys), then the documents of the page."""
+        own = self.list_page(replace(query, shared=()))
+        descending = ORDER_VIEWS[query.order][1]
+        field = _SHARED_SORT_FIELD[query.order]
+        keyed: list[tuple[tuple[str, str], Note | None]] = [
+            (decode_cursor(cursor, query.order), note)
+            for cursor, note in zip(own.cursors, own.items, strict=True)
+        ]
+        shared: list[tuple[tuple[str, str], Note | None]] = [
+            ((row["value"][field], row["id"]), None) for row in self._shared_rows(query.shared, query.trashed)
+        ]
+        if query.after:
+            cursor = decode_cursor(query.after, query.order)
+            shared = [(k, n) for k, n in shared if (k < cursor if descending else k > cursor)]
+        merged = sorted(keyed + shared, key=lambda item: item[0], reverse=descending)
+        page = merged[: query.first]
+        docs = self.db.get_many([key[1] for key, note in page if note is None], conflicts=True)
+        notes: list[Note] = []
+        cursors: list[str] = []
+        for (sort_key, doc_id), note in page:
+            found = note if note is not None else (note_from_doc(docs[doc_id]) if doc_id in docs else None)
+            if found is not None:
+                notes.append(found)
+                cursors.append(encode_cursor(query.order, sort_key, doc_id))
+        has_next = own.has_next_page or len(merged) > query.first
+        return Page(notes, cursors, has_next_page=has_next)
+
+    def count(self, scope: str, trashed: bool, shared: Sequence[str] = ()) -> int:
         result = self.db.view(
             NOTES_DESIGN,
             "notes_by_updated",
@@ -578,16 +816,23 @@ class NoteRepository:
             endkey=[scope, trashed, _HIGH],
         )
         rows = result["rows"]
-        return rows[0]["value"] if rows else 0
+        total = rows[0]["value"] if rows else 0
+        if shared:
+            keys = [[nb, trashed] for nb in dict.fromkeys(shared)]
+            counted = self.db.view(NOTES_DESIGN, "note_counts", keys=keys, group=True)["rows"]
+            total += sum(row["value"] for row in counted)
+        return total
 
     def _list_filtered(self, query: NoteQuery) -> Page:
         """Intersect the index rows of every term, sort by their stored keys, then fetch one page."""
         terms = [("g", query.tag.casefold())] if query.tag is not None else []
         terms = list(dict.fromkeys(terms + [("w", word) for word in query.words]))
+        # a note is under exactly one of these scopes: the caller's own, or one shared notebook's
+        scopes = [query.scope] + [f"n:{nb}" for nb in dict.fromkeys(query.shared)]
         rows = self.db.view(
             NOTES_DESIGN,
             "note_terms",
-            keys=[[query.scope, kind, term] for kind, term in terms],
+            keys=[[scope, kind, term] for scope in scopes for kind, term in terms],
         )["rows"]
         hits: dict[str, int] = {}
         values: dict[str, list[Any]] = {}
@@ -608,21 +853,24 @@ class NoteRepository:
             cursor = decode_cursor(query.after, query.order)
             matches = [m for m in matches if (m < cursor if descending else m > cursor)]
         page = matches[: query.first]
-        docs = self.db.get_many(doc_id for _, doc_id in page)
+        docs = self.db.get_many((doc_id for _, doc_id in page), conflicts=True)
         notes = [note_from_doc(docs[doc_id]) for _, doc_id in page if doc_id in docs]
         cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
 
-    def tag_counts(self, scope: str) -> list[TagCount]:
+    def tag_counts(self, scope: str, shared: Sequence[str] = ()) -> list[TagCount]:
         """Live notes per tag; spellings that differ only in case count as one tag, shown as
         its most used spelling (the tag filter ignores case too)."""
-        rows = self.db.view(
-            NOTES_DESIGN, "tag_counts", group=True, startkey=[scope], endkey=[scope, _HIGH]
-        )["rows"]
+        rows = self.db.view(NOTES_DESIGN, "tag_counts", group=True, startkey=[scope], endkey=[scope, _HIGH])[
+            "rows"
+        ]
+        counted: dict[str, int] = {row["key"][1]: row["value"] for row in rows}
+        for row in self._shared_rows(shared, False):
+            for tag in row["value"][4]:
+                counted[tag] = counted.get(tag, 0) + 1
         totals: dict[str, int] = {}
         spelling: dict[str, tuple[int, str]] = {}
-        for row in rows:
-            tag, count = row["key"][1], row["value"]
+        for tag, count in counted.items():
             key = tag.casefold()
             totals[key] = totals.get(key, 0) + count
             spelling[key] = max(spelling.get(key, (0, tag)), (count, tag))

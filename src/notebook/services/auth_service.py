@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from notebook.core import validation
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
-from notebook.core.errors import InvalidInput, NotFound, Unauthenticated
+from notebook.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from notebook.database.repository import (
     EmailTaken,
+    MembershipRepository,
     NotebookRepository,
     RefreshToken,
     RefreshTokenRepository,
@@ -22,6 +24,12 @@ from notebook.utils import crypto_utils
 security_log = logging.getLogger("notebook.security")
 
 DEFAULT_NOTEBOOK_NAME = "My notes"
+
+
+def family_session_id(family: str) -> str:
+    """The session id access tokens carry: derived from the refresh family, never the family
+    itself (which would let an access token's holder name a refresh family)."""
+    return crypto_utils.token_digest(family)[:32]
 
 
 @dataclass
@@ -43,6 +51,8 @@ class AuthService:
         refresh_token_seconds: int,
         limits: AbuseLimits,
         hashing: PasswordHashing,
+        memberships: MembershipRepository | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = users
         self.tokens = tokens
@@ -52,6 +62,8 @@ class AuthService:
         self.refresh_token_seconds = refresh_token_seconds
         self.limits = limits
         self.hashing = hashing
+        self.memberships = memberships
+        self.clock = clock
 
     def register(
         self, email: str, password: str, display_name: str | None = None, client_ip: str = ""
@@ -99,6 +111,7 @@ class AuthService:
             self.limits.login_failed(key, client_ip)
             security_log.info("login failed", extra={"event": "login_failed", "client_ip": client_ip})
             raise Unauthenticated("wrong email or password")
+        user = self._rehash_if_needed(user, str(password))
         return self._issue(user, family=crypto_utils.random_token())
 
     def refresh(self, refresh_token: str, client_ip: str = "") -> AuthResult:
@@ -111,7 +124,7 @@ class AuthService:
             )
             raise Unauthenticated("invalid refresh token")
         if stored.used or not self.tokens.mark_used(stored):
-            self.tokens.revoke_family(stored.family)
+            self.end_session(stored.user_id, stored.family)
             security_log.warning(
                 "refresh token reused; session revoked",
                 extra={"event": "refresh_reuse", "user_id": stored.user_id, "client_ip": client_ip},
@@ -120,14 +133,16 @@ class AuthService:
         return self._issue(self.users.get(stored.user_id), family=stored.family)
 
     def logout(self, refresh_token: str) -> bool:
+        """End the session of this refresh token: its refresh tokens and its access tokens."""
         stored = self.tokens.get(crypto_utils.token_digest(refresh_token))
         if stored is None:
             return False
-        self.tokens.revoke_family(stored.family)
+        self.end_session(stored.user_id, stored.family)
         return True
 
     def authenticate(self, access_token: str) -> User:
-        """The user an access token belongs to."""
+        """The user an access token belongs to, if its session has not ended. The user document
+        is read on every request, so an ended session stops working at once on every instance."""
         try:
             claims = crypto_utils.read_access_token(self.secret_key, access_token)
         except crypto_utils.InvalidToken as exc:
@@ -135,9 +150,94 @@ class AuthService:
             security_log.warning("access token refused", extra={"event": "token_refused", "reason": str(exc)})
             raise Unauthenticated(str(exc)) from None
         try:
-            return self.users.get(claims["sub"])
+            user = self.users.get(claims["sub"])
         except NotFound:
             raise Unauthenticated("the account no longer exists") from None
+        if claims.get("ep", 0) != user.session_epoch or claims.get("sid") in user.ended_sessions:
+            raise Unauthenticated("this session has ended; sign in again")
+        return user
+
+    def set_admin(self, email: str, is_admin: bool = True) -> User:
+        """Grant or take away the admin flag (operators' command line, never the API)."""
+        user = self.users.get_by_email(str(email).strip().lower())
+        if user is None:
+            raise NotFound(f"no account has the e-mail address {email}")
+
+        def apply(current: User) -> None:
+            current.is_admin = is_admin
+
+        return self.users.change(user.id, apply)
+
+    # the caller's account ----------------------------------------------------------------------
+    def change_password(self, actor: User, current_password: str, new_password: str) -> AuthResult:
+        """Set a new password, end every session of the account and open a fresh one."""
+        self._check_password(actor, current_password)
+        new_hash = self.hashing.hash(validation.password(new_password))
+
+        def apply(user: User) -> None:
+            user.password_hash = new_hash
+            self._new_epoch(user)
+
+        user = self.users.change(actor.id, apply)
+        self.tokens.revoke_user(actor.id)
+        return self._issue(user, family=crypto_utils.random_token())
+
+    def logout_everywhere(self, actor: User) -> bool:
+        """End every session of the account, on every device."""
+        self.users.change(actor.id, self._new_epoch)
+        self.tokens.revoke_user(actor.id)
+        return True
+
+    def delete_account(self, actor: User, password: str) -> bool:
+        """Remove the account with its notebooks (shared ones too: their members lose access),
+        their notes and revisions, its memberships in other people's notebooks and its sessions.
+        Notes it wrote in other people's notebooks belong to those notebooks and stay."""
+        self._check_password(actor, password)
+        user = self.users.change(actor.id, self._new_epoch)  # its tokens stop working first
+        self.tokens.revoke_user(user.id)
+        for notebook in self.notebooks.list_owned(user.id):
+            self.notebooks.delete_with_notes(notebook)
+        if self.memberships is not None:
+            self.memberships.remove_all(self.memberships.for_user(user.id))
+        self.tokens.delete_user_tokens(user.id)
+        self.users.delete(user)
+        return True
+
+    def _check_password(self, actor: User, password: str) -> None:
+        if not isinstance(password, str) or not self.hashing.verify(actor.password_hash, password):
+            raise Forbidden("the password is wrong", field="password")
+
+    @staticmethod
+    def _new_epoch(user: User) -> None:
+        user.session_epoch += 1
+        user.ended_sessions = {}  # the new epoch ends them all
+
+    def end_session(self, user_id: str, family: str) -> None:
+        """Revoke a session's refresh tokens and note on the user that its access tokens end;
+        the note is kept as long as one of them could still be valid."""
+        self.tokens.revoke_family(family)
+        now = self.clock()
+
+        def apply(user: User) -> None:
+            horizon = now - self.access_token_seconds
+            user.ended_sessions = {sid: at for sid, at in user.ended_sessions.items() if at >= horizon}
+            user.ended_sessions[family_session_id(family)] = now
+
+        try:
+            self.users.change(user_id, apply)
+        except NotFound:
+            pass  # the account is gone, and its tokens with it
+
+    def _rehash_if_needed(self, user: User, password: str) -> User:
+        """Redo a hash made with other argon2 parameters than the current settings."""
+        if not self.hashing.needs_rehash(user.password_hash):
+            return user
+        new_hash = self.hashing.hash(password)
+
+        def apply(current: User) -> None:
+            current.password_hash = new_hash
+
+        return self.users.change(user.id, apply)
 
     def _issue(self, user: User, family: str) -> AuthResult:
         refresh_token = crypto_utils.random_token()
@@ -149,5 +249,11 @@ class AuthService:
                 expires_at=time.time() + self.refresh_token_seconds,
             )
         )
-        access = crypto_utils.issue_access_token(self.secret_key, user.id, self.access_token_seconds)
+        access = crypto_utils.issue_access_token(
+            self.secret_key,
+            user.id,
+            self.access_token_seconds,
+            ep=user.session_epoch,
+            sid=family_session_id(family),
+        )
         return AuthResult(access, refresh_token, self.access_token_seconds, user)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from notebook.core.errors import InvalidInput, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
 from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
 from notebook.database.couchdb_client import CouchError
-from notebook.database.repository import NoteRepository, RefreshTokenRepository, note_from_doc
+from notebook.database.repository import NoteRepository, note_from_doc
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def version_of(note: Note | NoteRevision, version: str = "") -> NoteVersion:
         updated_at=note.updated_at,
         updated_by=note.updated_by,
         version=version or note.version or "",
+        owner_id=note.owner_id,
     )
 
 
@@ -72,6 +73,7 @@ def apply_version(note: Note, merged: NoteVersion) -> Note:
         pinned=merged.pinned,
         trashed_at=merged.trashed_at,
         notebook_id=merged.notebook_id or note.notebook_id,
+        owner_id=merged.owner_id if merged.notebook_id else note.owner_id,
         updated_at=merged.updated_at,
         updated_by=merged.updated_by,
     )
@@ -97,10 +99,11 @@ class ConflictResolver:
         notes_store: ConflictStore,
         other_stores: Sequence[ConflictStore],
         base_wait_seconds: float = 300.0,
-        tokens: RefreshTokenRepository | None = None,
+        end_session: Callable[[str, str], None] | None = None,
     ):
         self.notes = notes
-        self.tokens = tokens
+        # ends a session (user id, refresh family): its refresh tokens and its access tokens
+        self.end_session = end_session
         self.base_wait_seconds = base_wait_seconds
         self.notes_store = notes_store
         self.stores = [notes_store, *other_stores]
@@ -160,11 +163,12 @@ class ConflictResolver:
     def _revoke_replayed_family(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
         """Revoke a refresh-token family before its conflict is settled (so a failure leaves the
         conflict in place to be seen again); see conflicts.refresh_family_to_revoke."""
-        if self.tokens is None or not doc_id.startswith("refresh:"):
+        if self.end_session is None or not doc_id.startswith("refresh:"):
             return
-        family = refresh_family_to_revoke(store.leaves(doc_id))
+        leaves = store.leaves(doc_id)
+        family = refresh_family_to_revoke(leaves)
         if family is not None:
-            self.tokens.revoke_family(family)
+            self.end_session(str(leaves[0].doc.get("user_id", "")), family)
             report.revoked_families += 1
             log.warning("refresh token used on two nodes; session revoked", extra={"event": "refresh_reuse"})
 

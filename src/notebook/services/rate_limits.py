@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from argon2 import PasswordHasher
+
 from notebook.core.errors import RateLimited, ServiceUnavailable
 from notebook.utils import crypto_utils
 
@@ -242,7 +244,9 @@ class PasswordHashing:
     """argon2 under a bounded number of concurrent hashes per process: each takes tens of MiB, so
     a flood must cost waiting, not memory. A caller that waits too long gets SERVICE_UNAVAILABLE."""
 
-    def __init__(self, concurrency: int, wait_seconds: float) -> None:
+    def __init__(self, concurrency: int, wait_seconds: float, hasher: PasswordHasher | None = None) -> None:
+        # argon2 parameters from the settings; hashes made with others are redone at login
+        self.hasher = hasher or PasswordHasher()
         self.concurrency = max(1, concurrency)
         self.wait_seconds = wait_seconds
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -272,9 +276,13 @@ class PasswordHashing:
 
     def hash(self, password: str) -> str:
         with self.slot():
-            return crypto_utils.hash_password(password)
+            return crypto_utils.hash_password(password, self.hasher)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Same work for a missing account (a dummy hash is checked) as for a wrong password."""
         with self.slot():
-            return crypto_utils.verify_password(password_hash, password)
+            return crypto_utils.verify_password(password_hash, password, self.hasher)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a stored hash was made with other argon2 parameters than the current ones."""
+        return crypto_utils.password_needs_rehash(password_hash, self.hasher)

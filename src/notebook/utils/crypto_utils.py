@@ -22,16 +22,24 @@ class InvalidToken(Exception):
     """The token is malformed, tampered with, expired or of the wrong kind."""
 
 
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+def hash_password(password: str, hasher: PasswordHasher = _HASHER) -> str:
+    return hasher.hash(password)
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str, hasher: PasswordHasher = _HASHER) -> bool:
     """Constant-work check; False for a wrong password or a missing account."""
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def password_needs_rehash(password_hash: str, hasher: PasswordHasher = _HASHER) -> bool:
+    """Whether a stored hash was made with other parameters than `hasher`'s."""
+    try:
+        return hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 def new_id(prefix: str) -> str:
@@ -47,9 +55,12 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_access_token(secret: str, user_id: str, ttl_seconds: int, now: float | None = None) -> str:
+def issue_access_token(
+    secret: str, user_id: str, ttl_seconds: int, now: float | None = None, **extra: Any
+) -> str:
+    """A signed access token; `extra` claims (session epoch, session id) are checked by the caller."""
     issued = int(now if now is not None else time.time())
-    claims = {"sub": user_id, "iat": issued, "exp": issued + ttl_seconds, "typ": "access"}
+    claims = {**extra, "sub": user_id, "iat": issued, "exp": issued + ttl_seconds, "typ": "access"}
     return jwt.encode(claims, secret, algorithm=_JWT_ALGORITHM)
 
 

@@ -1,4 +1,4 @@
-"""Use cases for notebooks and notes: permissions, validation and business rules live here."""
+"""Notes: reading, listing, writing and their history. A note's permissions are its notebook's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from notebook.core import validation
 from notebook.core.domain import (
     METADATA_REASON,
     NOTE_PREFIX,
-    NOTEBOOK_PREFIX,
     REVISION_PREFIX,
     Note,
     Notebook,
@@ -21,11 +20,12 @@ from notebook.core.domain import (
     require_id,
     utc_now,
 )
-from notebook.core.errors import DomainError, Forbidden, InvalidInput, NotFound, VersionConflict
+from notebook.core.errors import DomainError, InvalidInput, NotFound, VersionConflict
 from notebook.core.pagination import NOTE_ORDERS
 from notebook.core.search import tokenize
-from notebook.database.repository import NotebookRepository, NoteQuery, NoteRepository
+from notebook.database.repository import NoteQuery, NoteRepository
 from notebook.services.conflict_service import ConflictResolver
+from notebook.services.notebook_service import NotebookService
 from notebook.utils.crypto_utils import new_id
 
 MAX_SEARCH_WORDS = 20
@@ -38,74 +38,6 @@ class ImportResult:
     imported: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-class NotebookService:
-    """Notebooks a user owns. (Sharing with other users extends `role_of`.)"""
-
-    def __init__(self, notebooks: NotebookRepository) -> None:
-        self.notebooks = notebooks
-
-    def role_of(self, actor: User, notebook: Notebook) -> str | None:
-        return "OWNER" if notebook.owner_id == actor.id else None
-
-    def readable(self, actor: User, notebook_id: str) -> Notebook:
-        """The notebook if `actor` may read it; another user's notebook is NOT_FOUND."""
-        require_id(notebook_id, NOTEBOOK_PREFIX, "notebook")
-        notebook = self.notebooks.get(notebook_id)
-        if notebook is None or self.role_of(actor, notebook) is None:
-            raise NotFound("notebook not found")
-        return notebook
-
-    def writable(self, actor: User, notebook_id: str) -> Notebook:
-        notebook = self.readable(actor, notebook_id)
-        if self.role_of(actor, notebook) not in ("OWNER", "EDITOR"):
-            raise Forbidden("you may not change this notebook")
-        return notebook
-
-    def list_notebooks(self, actor: User) -> list[Notebook]:
-        return self.notebooks.list_owned(actor.id)
-
-    def create_notebook(self, actor: User, name: str, description: str | None = None) -> Notebook:
-        now = utc_now()
-        notebook = Notebook(
-            id=new_id(NOTEBOOK_PREFIX),
-            name=validation.notebook_name(name),
-            description=validation.description(description),
-            owner_id=actor.id,
-            created_at=now,
-            updated_at=now,
-        )
-        self.notebooks.add(notebook)
-        return notebook
-
-    def update_notebook(
-        self, actor: User, notebook_id: str, changes: Mapping[str, Any], version: str
-    ) -> Notebook:
-        notebook = self.readable(actor, notebook_id)
-        if self.role_of(actor, notebook) != "OWNER":
-            raise Forbidden("only the owner may rename a notebook")
-        if notebook.version != version:
-            raise VersionConflict("the notebook was changed by someone else", notebook.version)
-        if changes.get("name") is not None:
-            notebook.name = validation.notebook_name(changes["name"])
-        if "description" in changes:
-            notebook.description = validation.description(changes["description"])
-        notebook.updated_at = utc_now()
-        self.notebooks.update(notebook)
-        return notebook
-
-    def delete_notebook(self, actor: User, notebook_id: str) -> bool:
-        notebook = self.readable(actor, notebook_id)
-        if self.role_of(actor, notebook) != "OWNER":
-            raise Forbidden("only the owner may delete a notebook")
-        if notebook.is_default or notebook.id == actor.default_notebook_id:
-            raise Forbidden("the default notebook cannot be deleted")
-        self.notebooks.delete_with_notes(notebook)
-        return True
-
-    def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
-        return self.notebooks.note_counts(notebook_ids)
 
 
 def _generation(version: str | None) -> int:
@@ -150,10 +82,12 @@ class NoteService:
     ) -> Page:
         if order not in NOTE_ORDERS:
             raise InvalidInput("unknown orderBy", field="orderBy")
+        shared: tuple[str, ...] = ()
         if notebook_id is not None:
             scope = "n:" + self.notebook_service.readable(actor, notebook_id).id
         else:
             scope = "o:" + actor.id
+            shared = self.notebook_service.shared_notebook_ids(actor)
         words = tuple(tokenize(search or ""))
         if len(words) > MAX_SEARCH_WORDS:
             raise InvalidInput(f"search has more than {MAX_SEARCH_WORDS} words", field="search")
@@ -167,15 +101,19 @@ class NoteService:
             after=after,
             tag=tag,
             words=words,
+            shared=shared,
         )
         return self.notes.list_page(query)
 
     def count_notes(self, actor: User, notebook_id: str | None, trashed: bool) -> int:
-        scope = "n:" + notebook_id if notebook_id else "o:" + actor.id
-        return self.notes.count(scope, trashed)
+        """How many notes a listing that has already been allowed covers."""
+        if notebook_id:
+            return self.notes.count("n:" + notebook_id, trashed)
+        return self.notes.count("o:" + actor.id, trashed, self.notebook_service.shared_notebook_ids(actor))
 
     def tags(self, actor: User) -> list[TagCount]:
-        return self.notes.tag_counts("o:" + actor.id)
+        """Tags of every live note the actor can read, own and shared."""
+        return self.notes.tag_counts("o:" + actor.id, self.notebook_service.shared_notebook_ids(actor))
 
     # writing ---------------------------------------------------------------------------------
     def _new_note(self, actor: User, notebook: Notebook, fields: Mapping[str, Any]) -> Note:
@@ -206,9 +144,9 @@ class NoteService:
         self.notes.add(note)
         return note
 
-    def _editable(self, actor: User, note_id: str) -> Note:
+    def _editable(self, actor: User, note_id: str, minimum: str = "EDITOR") -> Note:
         note = self.get_note(actor, note_id)
-        self.notebook_service.writable(actor, note.notebook_id)
+        self.notebook_service.require(actor, note.notebook_id, minimum)
         return note
 
     def update_note(self, actor: User, note_id: str, changes: Mapping[str, Any], version: str) -> Note:
@@ -220,6 +158,8 @@ class NoteService:
         return self._save(actor, note, previous)
 
     def move_note(self, actor: User, note_id: str, notebook_id: str) -> Note:
+        """Move a note; this needs edit rights in both notebooks. It takes the owner of the
+        notebook it moves into."""
         note = self._editable(actor, note_id)
         target = self.notebook_service.writable(actor, notebook_id)
         if target.id == note.notebook_id:
@@ -246,7 +186,8 @@ class NoteService:
         return self._save(actor, note, previous)
 
     def delete_note(self, actor: User, note_id: str) -> bool:
-        note = self._editable(actor, note_id)
+        """Permanent deletion is the notebook owner's; editors trash and restore."""
+        note = self._editable(actor, note_id, "OWNER")
         if not note.trashed:
             raise InvalidInput("only a note in the trash can be deleted; trash it first", field="id")
         self.notes.delete(note)

@@ -1,0 +1,172 @@
+"""Notebooks: creating, renaming, deleting and sharing them, and who may do what in each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from notebook.core import validation
+from notebook.core.domain import (
+    NOTEBOOK_PREFIX,
+    ROLES,
+    USER_PREFIX,
+    Membership,
+    Notebook,
+    User,
+    require_id,
+    role_at_least,
+    utc_now,
+)
+from notebook.core.errors import Forbidden, InvalidInput, NotFound, VersionConflict
+from notebook.database.repository import MembershipRepository, NotebookRepository, UserRepository
+from notebook.utils.crypto_utils import new_id
+
+MAX_NOTEBOOK_PAGE = 500
+
+
+class Users(Protocol):
+    def get_by_email(self, email: str) -> User | None: ...
+
+
+class NotebookService:
+    """Notebooks and their members. A notebook's role decides everything about it and its notes:
+    OWNER (its creator) does everything, EDITOR writes notes, VIEWER reads."""
+
+    def __init__(
+        self,
+        notebooks: NotebookRepository,
+        memberships: MembershipRepository,
+        users: UserRepository | Users,
+        max_notebooks_per_user: int = 500,
+    ) -> None:
+        self.notebooks = notebooks
+        self.memberships = memberships
+        self.users = users
+        self.max_notebooks_per_user = max_notebooks_per_user
+
+    # roles -------------------------------------------------------------------------------------
+    def role_of(self, actor: User, notebook: Notebook) -> str | None:
+        """The actor's role in the notebook, read from the database on every call so that a
+        removed member loses access on the next request, on every app instance."""
+        if notebook.owner_id == actor.id:
+            return "OWNER"
+        membership = self.memberships.get(notebook.id, actor.id)
+        return membership.role if membership else None
+
+    def roles_of(self, actor: User, notebooks: Sequence[Notebook]) -> dict[str, str | None]:
+        """The actor's role in each notebook, with one request for all the shared ones."""
+        shared = [nb.id for nb in notebooks if nb.owner_id != actor.id]
+        found = self.memberships.roles(actor.id, shared) if shared else {}
+        return {nb.id: "OWNER" if nb.owner_id == actor.id else found.get(nb.id) for nb in notebooks}
+
+    def require(self, actor: User, notebook_id: str, minimum: str) -> Notebook:
+        """The notebook if the actor's role in it is at least `minimum`. A notebook the actor
+        cannot open at all is NOT_FOUND (its existence is not revealed); one it can open but
+        not change this way is FORBIDDEN."""
+        require_id(notebook_id, NOTEBOOK_PREFIX, "notebook")
+        notebook = self.notebooks.get(notebook_id)
+        role = self.role_of(actor, notebook) if notebook is not None else None
+        if notebook is None or role is None:
+            raise NotFound("notebook not found")
+        if not role_at_least(role, minimum):
+            raise Forbidden(f"this needs the {minimum} role in the notebook; yours is {role}")
+        return notebook
+
+    def readable(self, actor: User, notebook_id: str) -> Notebook:
+        return self.require(actor, notebook_id, "VIEWER")
+
+    def writable(self, actor: User, notebook_id: str) -> Notebook:
+        return self.require(actor, notebook_id, "EDITOR")
+
+    def shared_notebook_ids(self, actor: User) -> tuple[str, ...]:
+        """Notebooks others shared with the actor: listings, tags and search cover them."""
+        return tuple(m.notebook_id for m in self.memberships.for_user(actor.id))
+
+    # notebooks ---------------------------------------------------------------------------------
+    def list_notebooks(
+        self, actor: User, first: int | None = None, after: str | None = None
+    ) -> list[Notebook]:
+        """Own and shared notebooks, oldest first; `after` is the id of the last one seen."""
+        size = MAX_NOTEBOOK_PAGE if first is None else first
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_NOTEBOOK_PAGE:
+            raise InvalidInput(f"first must be between 1 and {MAX_NOTEBOOK_PAGE}", field="first")
+        previous = self.readable(actor, after) if after is not None else None
+        return self.notebooks.list_for_user(actor.id, size, previous)
+
+    def create_notebook(self, actor: User, name: str, description: str | None = None) -> Notebook:
+        if self.notebooks.count_owned(actor.id, self.max_notebooks_per_user) >= self.max_notebooks_per_user:
+            raise InvalidInput(
+                f"you already have {self.max_notebooks_per_user} notebooks, the most one account may have",
+                field="name",
+                reason="NOTEBOOK_LIMIT",
+            )
+        now = utc_now()
+        notebook = Notebook(
+            id=new_id(NOTEBOOK_PREFIX),
+            name=validation.notebook_name(name),
+            description=validation.description(description),
+            owner_id=actor.id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.notebooks.add(notebook)
+        return notebook
+
+    def update_notebook(
+        self, actor: User, notebook_id: str, changes: Mapping[str, Any], version: str
+    ) -> Notebook:
+        notebook = self.require(actor, notebook_id, "OWNER")
+        if notebook.version != version:
+            raise VersionConflict("the notebook was changed by someone else", notebook.version)
+        if changes.get("name") is not None:
+            notebook.name = validation.notebook_name(changes["name"])
+        if "description" in changes:
+            notebook.description = validation.description(changes["description"])
+        notebook.updated_at = utc_now()
+        self.notebooks.update(notebook)
+        return notebook
+
+    def delete_notebook(self, actor: User, notebook_id: str) -> bool:
+        """Delete a notebook with its notes, their revisions and its memberships."""
+        notebook = self.require(actor, notebook_id, "OWNER")
+        if notebook.is_default or notebook.id == actor.default_notebook_id:
+            raise Forbidden("the default notebook cannot be deleted")
+        self.notebooks.delete_with_notes(notebook)
+        return True
+
+    def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
+        return self.notebooks.note_counts(notebook_ids)
+
+    def get_many(self, notebook_ids: Sequence[str]) -> dict[str, Notebook]:
+        """Notebooks by id, for display of notes the caller has already been allowed to read."""
+        return self.notebooks.get_many(notebook_ids)
+
+    # sharing -----------------------------------------------------------------------------------
+    def share(self, actor: User, notebook_id: str, email: str, role: str) -> Notebook:
+        """Give the user with this e-mail `role` (EDITOR or VIEWER) in the notebook, or change
+        the role they have. Owner only."""
+        notebook = self.require(actor, notebook_id, "OWNER")
+        if role not in ROLES or role == "OWNER":
+            raise InvalidInput("share as EDITOR or VIEWER; a notebook has one owner", field="role")
+        if not isinstance(email, str):
+            raise InvalidInput("email must be a string", field="email")
+        grantee = self.users.get_by_email(email.strip().lower())
+        if grantee is None:
+            raise NotFound("no account has this e-mail address", field="email")
+        if grantee.id == notebook.owner_id:
+            raise InvalidInput("the owner already has every right in the notebook", field="email")
+        now = utc_now()
+        self.memberships.put(Membership(notebook.id, grantee.id, role, now, notebook.created_at))
+        return notebook
+
+    def unshare(self, actor: User, notebook_id: str, user_id: str) -> Notebook:
+        """Take a member's access away; it ends with the member's next request. Owner only."""
+        notebook = self.require(actor, notebook_id, "OWNER")
+        require_id(user_id, USER_PREFIX, "user")
+        if not self.memberships.remove(notebook.id, user_id):
+            raise NotFound("this user is not a member of the notebook", field="userId")
+        return notebook
+
+    def members(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
+        """Members of each notebook besides its owner, in one request."""
+        return self.memberships.for_notebooks(notebook_ids)
