@@ -35,7 +35,6 @@ _HTTP_STATUS = {
 _MAX_TIMEOUT_SECONDS = 600.0
 
 
-
 def _services() -> Services:
     return cast(Services, current_app.extensions["notebook"])
 
