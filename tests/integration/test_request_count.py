@@ -125,3 +125,28 @@ def test_a_grantees_page_costs_the_same_for_1_and_4_shared_notebooks(
         costs[shared] = cost
     assert costs[1] == costs[4], costs
     assert costs[4] <= GRANTEE_MAX_REQUESTS, costs
+
+
+SHARED_NOTEBOOKS = "{ notebooks { id myRole noteCount owner { email } members { user { email } role } } }"
+
+
+def test_a_grantees_notebooks_with_roles_and_members_cost_the_same_for_1_and_4(app: Any, gql: Any) -> None:
+    costs = {}
+    for shared in (1, 4):
+        owner, grantee = gql.register()["token"], gql.register()
+        for i in range(shared):
+            mutation = "mutation($name: String!) { createNotebook(input: {name: $name}) { id } }"
+            notebook = gql.data(mutation, {"name": f"Shared {i}"}, token=owner)["createNotebook"]["id"]
+            gql.data(
+                "mutation($id: ID!, $e: String!) { shareNotebook(id: $id, email: $e, role: EDITOR) { id } }",
+                {"id": notebook, "e": grantee["user"]["email"]},
+                token=owner,
+            )
+        gql.data(SHARED_NOTEBOOKS, token=grantee["token"])
+        cost, data = _cost(app, gql, SHARED_NOTEBOOKS, grantee["token"])
+        roles = sorted(nb["myRole"] for nb in data["notebooks"])
+        assert roles == ["EDITOR"] * shared + ["OWNER"]
+        assert all(len(nb["members"]) == (2 if nb["myRole"] == "EDITOR" else 1) for nb in data["notebooks"])
+        costs[shared] = cost
+    assert costs[1] == costs[4], costs
+    assert costs[4] <= GRANTEE_MAX_REQUESTS, costs

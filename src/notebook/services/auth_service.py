@@ -148,7 +148,7 @@ class AuthService:
         if stored is None or stored.revoked or stored.expires_at < time.time():
             raise Unauthenticated("invalid refresh token")
         if stored.used or not self.tokens.mark_used(stored):
-            self._end_session(stored.user_id, stored.family)
+            self.end_session(stored.user_id, stored.family)
             raise Unauthenticated("refresh token was already used; the session is revoked")
         return self._issue(self.users.get(stored.user_id), family=stored.family)
 
@@ -157,7 +157,7 @@ class AuthService:
         stored = self.tokens.get(crypto_utils.token_digest(refresh_token))
         if stored is None:
             return False
-        self._end_session(stored.user_id, stored.family)
+        self.end_session(stored.user_id, stored.family)
         return True
 
     def authenticate(self, access_token: str) -> User:
@@ -232,7 +232,7 @@ class AuthService:
         user.session_epoch += 1
         user.ended_sessions = {}  # the new epoch ends them all
 
-    def _end_session(self, user_id: str, family: str) -> None:
+    def end_session(self, user_id: str, family: str) -> None:
         """Revoke a session's refresh tokens and note on the user that its access tokens end;
         the note is kept as long as one of them could still be valid."""
         self.tokens.revoke_family(family)
