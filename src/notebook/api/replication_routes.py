@@ -52,7 +52,10 @@ def _caller() -> User | None:
 
 @blueprint.before_request
 def authorize() -> None:
-    """Every route of this blueprint passes the permission policy first."""
+    """Every route of this blueprint passes the permission policy first. A CORS preflight
+    (OPTIONS) runs no route and carries no credentials: Flask answers it by itself."""
+    if request.method == "OPTIONS":
+        return
     _services().permissions.authorize(f"REST.{request.endpoint}", _caller, {})
 
 
