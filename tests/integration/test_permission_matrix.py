@@ -493,3 +493,7 @@ def test_admins_may_call_the_admin_operations(matrix: Matrix) -> None:
         "UNAUTHENTICATED",
     )
     assert client.get("/api/openapi.json").status_code == 200
+    # a CORS preflight runs no route, so it needs no token; the request after it does
+    assert client.options("/api/replication/status").status_code == 200
+    answer = client.head("/api/replication/status")
+    assert answer.status_code == 401

@@ -93,6 +93,8 @@ def test_the_counter_sees_requests(app: Any, gql: Any) -> None:
 # a grantee's listing adds two requests, whatever the number of shared notebooks: the caller's
 # memberships, and the index rows of every shared notebook's notes (one keyed view request)
 GRANTEE_MAX_REQUESTS = MAX_REQUESTS + 2
+# the caller's role in each listed note's notebook: one request more, for all of them
+GRANTEE_PAGE = NOTE_PAGE.replace("notebook { name", "notebook { name myRole")
 
 
 @pytest.mark.parametrize("search", [None, "counted"])
@@ -117,11 +119,38 @@ def test_a_grantees_page_costs_the_same_for_1_and_4_shared_notebooks(
                 {"note": note},
                 token=owner,
             )
-        gql.data(NOTE_PAGE, {"search": search}, token=grantee["token"])  # views are up to date after this
-        cost, data = _cost(app, gql, NOTE_PAGE, grantee["token"], {"search": search})
+        gql.data(GRANTEE_PAGE, {"search": search}, token=grantee["token"])  # views are up to date after this
+        cost, data = _cost(app, gql, GRANTEE_PAGE, grantee["token"], {"search": search})
         edges = data["notes"]["edges"]
         assert len(edges) == 2 + shared
+        roles = sorted(edge["node"]["notebook"]["myRole"] for edge in edges)
+        assert roles == ["OWNER", "OWNER"] + ["VIEWER"] * shared
         assert sum(edge["node"]["title"].startswith("shared") for edge in edges) == shared
+        costs[shared] = cost
+    assert costs[1] == costs[4], costs
+    assert costs[4] <= GRANTEE_MAX_REQUESTS, costs
+
+
+SHARED_NOTEBOOKS = "{ notebooks { id myRole noteCount owner { email } members { user { email } role } } }"
+
+
+def test_a_grantees_notebooks_with_roles_and_members_cost_the_same_for_1_and_4(app: Any, gql: Any) -> None:
+    costs = {}
+    for shared in (1, 4):
+        owner, grantee = gql.register()["token"], gql.register()
+        for i in range(shared):
+            mutation = "mutation($name: String!) { createNotebook(input: {name: $name}) { id } }"
+            notebook = gql.data(mutation, {"name": f"Shared {i}"}, token=owner)["createNotebook"]["id"]
+            gql.data(
+                "mutation($id: ID!, $e: String!) { shareNotebook(id: $id, email: $e, role: EDITOR) { id } }",
+                {"id": notebook, "e": grantee["user"]["email"]},
+                token=owner,
+            )
+        gql.data(SHARED_NOTEBOOKS, token=grantee["token"])
+        cost, data = _cost(app, gql, SHARED_NOTEBOOKS, grantee["token"])
+        roles = sorted(nb["myRole"] for nb in data["notebooks"])
+        assert roles == ["EDITOR"] * shared + ["OWNER"]
+        assert all(len(nb["members"]) == (2 if nb["myRole"] == "EDITOR" else 1) for nb in data["notebooks"])
         costs[shared] = cost
     assert costs[1] == costs[4], costs
     assert costs[4] <= GRANTEE_MAX_REQUESTS, costs

@@ -63,16 +63,20 @@ class RequestContext:
         self.note_counts = Loader(services.notebooks.note_counts)
         self.members = Loader(services.notebooks.members)
         self._roles: dict[str, str | None] = {}
-
-    def prime_roles(self, notebooks: Iterable[Notebook]) -> None:
-        """The caller's role in each of these notebooks, in at most one request."""
-        missing = [nb for nb in notebooks if nb.id not in self._roles]
-        if missing:
-            self._roles.update(self.services.notebooks.roles_of(self.user, missing))
+        # the notebooks a list returned: the first role or member list asked for fetches theirs too
+        self.listed_notebooks: list[Notebook] = []
 
     def role(self, notebook: Notebook) -> str | None:
-        self.prime_roles([notebook])
+        """The caller's role in the notebook; the roles of every listed notebook in one request."""
+        if notebook.id not in self._roles:
+            wanted = [nb for nb in [notebook, *self.listed_notebooks] if nb.id not in self._roles]
+            self._roles.update(self.services.notebooks.roles_of(self.user, wanted))
         return self._roles.get(notebook.id)
+
+    def members_of(self, notebook: Notebook) -> list[Membership]:
+        """A notebook's members; those of every listed notebook in one request."""
+        self.members.prime([notebook.id, *(nb.id for nb in self.listed_notebooks)])
+        return self.members.load(notebook.id) or []
 
     @property
     def user_or_none(self) -> User | None:
@@ -89,15 +93,6 @@ class RequestContext:
         if user is None:
             raise Unauthenticated("sign in first")
         return user
-
-
-def _selects(info: GraphQLResolveInfo, field_name: str) -> bool:
-    """Whether the query asks for `field_name` directly under this field (fragments aside)."""
-    for node in info.field_nodes:
-        for selection in node.selection_set.selections if node.selection_set else ():
-            if getattr(selection, "name", None) is not None and selection.name.value == field_name:  # type: ignore[attr-defined]
-                return True
-    return False
 
 
 def ctx(info: GraphQLResolveInfo) -> RequestContext:
@@ -155,6 +150,8 @@ def _list_notes(info: GraphQLResolveInfo, notebook_id: str | None, args: dict[st
         order=args.get("order_by", "UPDATED_DESC"),
     )
     context.notebooks.prime(note.notebook_id for note in page.items)
+    listed = {note.notebook_id: context.notebooks.load(note.notebook_id) for note in page.items}
+    context.listed_notebooks += [nb for nb in listed.values() if nb is not None]
     context.users.prime(uid for note in page.items for uid in (note.created_by, note.updated_by))
     trashed = bool(args.get("trashed", False))
     return NoteConnection(page, lambda: context.services.notes.count_notes(actor, notebook_id, trashed))
@@ -174,10 +171,7 @@ def resolve_notebooks(
     notebooks = context.services.notebooks.list_notebooks(context.user, first, after)
     context.note_counts.prime(nb.id for nb in notebooks)
     context.users.prime(nb.owner_id for nb in notebooks)
-    if _selects(info, "myRole"):
-        context.prime_roles(notebooks)
-    if _selects(info, "members"):
-        context.members.prime(nb.id for nb in notebooks)
+    context.listed_notebooks = notebooks
     return notebooks
 
 
@@ -408,7 +402,7 @@ def resolve_my_role(notebook: Notebook, info: GraphQLResolveInfo) -> str | None:
 def resolve_members(notebook: Notebook, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
     """The owner first, then the members in the order they joined."""
     context = ctx(info)
-    members: list[Membership] = context.members.load(notebook.id) or []
+    members = context.members_of(notebook)
     context.users.prime([notebook.owner_id] + [m.user_id for m in members])
     listed = [{"user": context.users.load(notebook.owner_id), "role": "OWNER"}]
     listed += [{"user": context.users.load(m.user_id), "role": m.role} for m in members]
