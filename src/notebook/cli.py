@@ -1,4 +1,7 @@
-"""`notebook-server`: serve the API (gunicorn in production, a threaded dev server otherwise)."""
+"""`notebook-server`: serve the API (gunicorn in production, a threaded dev server otherwise).
+
+FLASK_ENV unset means production. An unusable configuration stops it with one line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         run()
         return 0
-    from notebook.api.app import create_app
+    from notebook.api.app import create_app, run_development_server
 
-    create_app(config).run(host=host, port=port, threaded=True, use_reloader=False)
+    run_development_server(create_app(config), host, port)
     return 0
 
 
