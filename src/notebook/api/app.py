@@ -24,7 +24,12 @@ from notebook.api.errors import (
     internal_error_extensions,
 )
 from notebook.api.graphql_api import RequestContext, build_schema
-from notebook.api.http_security import QuietRequestHandler, add_security_headers, explorer_policy
+from notebook.api.http_security import (
+    QuietRequestHandler,
+    add_security_headers,
+    bound_chunked_body,
+    explorer_policy,
+)
 from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
@@ -108,6 +113,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
+        bound_chunked_body(request.environ, config.max_request_bytes)
 
     @app.after_request
     def finish_request(response: Response) -> Response:

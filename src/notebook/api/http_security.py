@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import re
+from typing import Any
 
 from flask import Response
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler
 
 # JSON answers load nothing and may be framed by no one
@@ -43,6 +46,31 @@ def add_security_headers(response: Response) -> Response:
     headers["Cache-Control"] = "no-store"
     headers.setdefault("Content-Security-Policy", API_POLICY)
     return response
+
+
+def bound_chunked_body(environ: dict[str, Any], limit: int) -> None:
+    """Read a chunked body (no Content-Length) up to `limit` bytes; 413 when it is longer.
+
+    Werkzeug stops reading such a body at MAX_CONTENT_LENGTH but hands over the truncated part
+    without an error, so an oversized chunked body would surface as malformed JSON (400). The
+    body read here replaces the stream, with its length declared, so Flask sees a plain request.
+    """
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
+        return
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(64 * 1024, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(b"".join(parts))
+    environ["CONTENT_LENGTH"] = str(size)
 
 
 class QuietRequestHandler(WSGIRequestHandler):
