@@ -58,18 +58,18 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """The bounds; `from_config` reads them from the GRAPHQL_MAX_* settings."""
+    """The bounds; defaults and `from_config` come from the GRAPHQL_MAX_* settings."""
 
-    max_tokens: int = 10_000
-    max_operations: int = 10
-    max_fragments: int = 50
-    max_selections: int = 1_000
-    max_aliases: int = 30
-    max_repeated_fields: int = 10
-    max_root_mutations: int = 10
-    max_depth: int = 12
-    max_cost: int = 5_000
-    list_size_estimate: int = 50
+    max_tokens: int = Config.graphql_max_tokens
+    max_operations: int = Config.graphql_max_operations
+    max_fragments: int = Config.graphql_max_fragments
+    max_selections: int = Config.graphql_max_selections
+    max_aliases: int = Config.graphql_max_aliases
+    max_repeated_fields: int = Config.graphql_max_repeated_fields
+    max_root_mutations: int = Config.graphql_max_root_mutations
+    max_depth: int = Config.graphql_max_depth
+    max_cost: int = Config.graphql_max_cost
+    list_size_estimate: int = Config.graphql_list_size_estimate
 
     @classmethod
     def from_config(cls, config: Config) -> QueryLimits:
