@@ -145,3 +145,12 @@ def test_development_keeps_its_generated_secret_across_restarts(
         second.stop()
     assert secret_file.read_text() == secret
     assert secret.strip() not in first.stderr() + second.stderr()
+
+
+def test_make_run_and_cluster_say_development_explicitly() -> None:
+    result = subprocess.run(
+        ["make", "-n", "run", "cluster"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    servers = [line for line in result.stdout.splitlines() if "scripts/dev_server.py" in line]
+    assert len(servers) == 2, result.stdout
+    assert all(line.startswith("FLASK_ENV=development ") for line in servers), servers
