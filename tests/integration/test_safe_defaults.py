@@ -154,3 +154,25 @@ def test_make_run_and_cluster_say_development_explicitly() -> None:
     servers = [line for line in result.stdout.splitlines() if "scripts/dev_server.py" in line]
     assert len(servers) == 2, result.stdout
     assert all(line.startswith("FLASK_ENV=development ") for line in servers), servers
+
+
+@pytest.mark.parametrize(("env", "console"), [("testing", 404), ("development", 200)])
+def test_flask_debug_starts_the_debugger_in_development_only(
+    couch_node: LocalCluster, tmp_path: Path, env: str, console: int
+) -> None:
+    port = free_port()
+    settings = clean_environment(
+        FLASK_ENV=env,
+        FLASK_DEBUG="1",
+        DEV_SECRET_KEY_FILE=str(tmp_path / "secret"),
+        COUCHDB_URL=couch_node.urls[0],
+        COUCHDB_DB_PREFIX=f"d{uuid.uuid4().hex[:10]}_",
+    )
+    server = ServerProcess(
+        [str(BIN / "notebook-server"), "--port", str(port)], settings, tmp_path, tmp_path, port
+    )
+    try:
+        server.wait_healthy()
+        assert httpx.get(f"{server.url}/console", timeout=10).status_code == console
+    finally:
+        server.stop()

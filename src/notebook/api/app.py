@@ -200,5 +200,18 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
 
 def run_development_server(app: Flask, host: str, port: int) -> None:
-    """Serve `app` with werkzeug's threaded server (no reloader, no version in `Server`)."""
-    app.run(host=host, port=port, threaded=True, use_reloader=False, request_handler=QuietRequestHandler)
+    """Serve `app` with werkzeug's threaded server (no reloader, no version in `Server`).
+
+    The debugger runs only when the Config says so (FLASK_DEBUG=1 in development): Flask's own
+    reading of FLASK_DEBUG and .env files is turned off, so no other switch can start it.
+    """
+    app.run(
+        host=host,
+        port=port,
+        debug=app.debug,
+        load_dotenv=False,
+        use_debugger=app.debug,
+        use_reloader=False,
+        threaded=True,
+        request_handler=QuietRequestHandler,
+    )
