@@ -97,9 +97,7 @@ def parse_bounded(query: str, limits: QueryLimits) -> DocumentNode:
         return parse(query, max_tokens=limits.max_tokens)
     except GraphQLError as error:
         if "Document contains more than" in error.message:
-            raise too_complex(
-                f"the query has more than {limits.max_tokens} tokens; the limit is {limits.max_tokens}"
-            ) from None
+            raise too_complex(f"the query has more than {limits.max_tokens} tokens, the limit") from None
         raise
 
 
