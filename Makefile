@@ -43,11 +43,12 @@ node_modules:
 
 deps: venv node_modules
 
+# FLASK_ENV unset means production; these targets are development, and say so.
 run: deps
-	$(VENV_PY) scripts/dev_server.py
+	FLASK_ENV=development $(VENV_PY) scripts/dev_server.py
 
 cluster: deps
-	$(VENV_PY) scripts/dev_server.py --nodes 3
+	FLASK_ENV=development $(VENV_PY) scripts/dev_server.py --nodes 3
 
 test: deps
 	$(VENV_PY) run_tests.py $(ARGS)

@@ -1,18 +1,25 @@
 """Application settings, read once from the environment and passed into the app.
 
 `load_config()` is the only place that reads `os.environ`; everything else receives a `Config`.
+There is no default secret: production requires SECRET_KEY, development generates one on its
+first run and keeps it in a file, testing draws a fresh one per process.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
+MIN_SECRET_LENGTH = 32
+# a secret of 32 characters drawn from fewer symbols than this was typed, not generated
+MIN_SECRET_DISTINCT_CHARACTERS = 5
+# a fresh secret for every testing process: tokens never outlive the process that signed them
+_TESTING_SECRET_KEY = secrets.token_urlsafe(48)
 
 
 class ConfigError(Exception):
@@ -40,10 +47,13 @@ def _networks(value: str) -> tuple[str, ...]:
 class Config:
     """Every setting of the application; subclasses hold per-environment defaults."""
 
-    env: str = "development"
+    env: str = "production"
+    # Flask/Werkzeug debug mode (the interactive debugger): only with FLASK_DEBUG=1 in development
     debug: bool = False
     testing: bool = False
-    secret_key: str = DEFAULT_SECRET_KEY
+    secret_key: str = ""
+    # where development keeps the secret it generated on its first run
+    dev_secret_key_file: str = str(PROJECT_ROOT / "var" / "dev_secret_key")
     host: str = "127.0.0.1"
     port: int = 5000
 
@@ -70,9 +80,20 @@ class Config:
     refresh_token_seconds: int = 30 * 24 * 3600
 
     max_request_bytes: int = 8 * 1024 * 1024
+    # GraphQL bounds, checked before graphql-core validates or executes anything (api/limits.py)
+    graphql_max_tokens: int = 10_000
+    graphql_max_operations: int = 10
+    graphql_max_fragments: int = 50
+    graphql_max_selections: int = 1_000
+    graphql_max_aliases: int = 30
+    graphql_max_repeated_fields: int = 10
+    graphql_max_root_mutations: int = 10
     graphql_max_depth: int = 12
+    graphql_max_cost: int = 5_000
+    graphql_list_size_estimate: int = 50
     graphql_explorer: bool = True
     graphql_introspection: bool = True
+    graphql_field_suggestions: bool = True
     log_level: str = "INFO"
     # sharing and accounts
     max_notebooks_per_user: int = 500
@@ -104,19 +125,23 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError when this configuration must not be used."""
+        if not self.secret_key:
+            raise ConfigError("SECRET_KEY must be set")
+        for name in _POSITIVE_LIMITS:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.upper()} must be at least 1")
 
 
 @dataclass(frozen=True)
 class DevelopmentConfig(Config):
     env: str = "development"
-    debug: bool = True
 
 
 @dataclass(frozen=True)
 class TestingConfig(Config):
     env: str = "testing"
     testing: bool = True
-    secret_key: str = "testing-secret-key-not-for-production"
+    secret_key: str = _TESTING_SECRET_KEY
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
     conflict_resolver: bool = False  # tests drive the resolver themselves
@@ -131,15 +156,30 @@ class ProductionConfig(Config):
     host: str = "0.0.0.0"
     graphql_explorer: bool = False
     graphql_introspection: bool = False
+    graphql_field_suggestions: bool = False
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self) -> None:
-        if not self.secret_key or self.secret_key == DEFAULT_SECRET_KEY:
-            raise ConfigError("SECRET_KEY must be set to a non-default value in production")
-        if len(self.secret_key) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        if not self.secret_key:
+            raise ConfigError(
+                "SECRET_KEY must be set in production (at least 32 random characters, "
+                "e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters in production")
+        if len(set(self.secret_key)) < MIN_SECRET_DISTINCT_CHARACTERS:
+            raise ConfigError("SECRET_KEY is too repetitive to be random; generate one")
         if not self.couchdb_user or not self.couchdb_password:
             raise ConfigError("COUCHDB_USER and COUCHDB_PASSWORD must be set in production")
+        if self.debug:
+            raise ConfigError("FLASK_DEBUG must not be set in production (it serves a debugger)")
+        super().validate()
+
+
+_POSITIVE_LIMITS = tuple(f.name for f in fields(Config) if f.name.startswith("graphql_max_")) + (
+    "graphql_list_size_estimate",
+    "max_request_bytes",
+)
 
 
 CONFIG_CLASSES: dict[str, type[Config]] = {
@@ -151,6 +191,8 @@ CONFIG_CLASSES: dict[str, type[Config]] = {
 # environment variable -> (Config field, parser)
 _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "SECRET_KEY": ("secret_key", str),
+    "DEV_SECRET_KEY_FILE": ("dev_secret_key_file", str),
+    "FLASK_DEBUG": ("debug", _bool),
     "FLASK_HOST": ("host", str),
     "FLASK_PORT": ("port", int),
     "COUCHDB_URL": ("couchdb_url", str),
@@ -170,6 +212,16 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CORS_ORIGINS": ("cors_origins", _list),
     "ACCESS_TOKEN_SECONDS": ("access_token_seconds", int),
     "MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    "GRAPHQL_MAX_TOKENS": ("graphql_max_tokens", int),
+    "GRAPHQL_MAX_OPERATIONS": ("graphql_max_operations", int),
+    "GRAPHQL_MAX_FRAGMENTS": ("graphql_max_fragments", int),
+    "GRAPHQL_MAX_SELECTIONS": ("graphql_max_selections", int),
+    "GRAPHQL_MAX_ALIASES": ("graphql_max_aliases", int),
+    "GRAPHQL_MAX_REPEATED_FIELDS": ("graphql_max_repeated_fields", int),
+    "GRAPHQL_MAX_ROOT_MUTATIONS": ("graphql_max_root_mutations", int),
+    "GRAPHQL_MAX_DEPTH": ("graphql_max_depth", int),
+    "GRAPHQL_MAX_COST": ("graphql_max_cost", int),
+    "GRAPHQL_LIST_SIZE_ESTIMATE": ("graphql_list_size_estimate", int),
     "LOG_LEVEL": ("log_level", str),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LOGIN_WINDOW_SECONDS": ("login_window_seconds", int),
@@ -188,10 +240,44 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
 }
 
 
+def development_secret(path: Path) -> str:
+    """The secret kept in `path` (mode 0600), created with a random value on the first call."""
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # written under a private name, then linked into place: a concurrent first start of another
+    # process either wins the link or reads the complete file, never a half-written one
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # readable by others: take that back before using it
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{path} does not hold a usable secret; delete it to get a new one")
+    return secret
+
+
 def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
-    """Build the Config for FLASK_ENV from environment variables, then apply overrides."""
+    """Build the Config for FLASK_ENV (unset: production) from environment variables and overrides.
+
+    Development without SECRET_KEY uses the secret in DEV_SECRET_KEY_FILE, generated if missing.
+    """
     environ = os.environ if environ is None else environ
-    env = environ.get("FLASK_ENV", "development").strip().lower() or "development"
+    env = environ.get("FLASK_ENV", "").strip().lower() or "production"
     if env not in CONFIG_CLASSES:
         raise ConfigError(f"FLASK_ENV must be one of {', '.join(CONFIG_CLASSES)}, not {env!r}")
     cls = CONFIG_CLASSES[env]
@@ -209,4 +295,13 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     values.update(overrides)
-    return replace(cls(), **values)  # type: ignore[arg-type]
+    config = replace(cls(), **values)  # type: ignore[arg-type]
+    if config.debug and config.env == "testing":
+        config = replace(config, debug=False)  # FLASK_DEBUG is for `make run`; production refuses it
+    if config.env == "development" and not config.secret_key:
+        try:
+            config = replace(config, secret_key=development_secret(Path(config.dev_secret_key_file)))
+        except OSError as exc:
+            reason = f"cannot keep the development secret in {config.dev_secret_key_file}: {exc.strerror}"
+            raise ConfigError(reason) from None
+    return config

@@ -132,12 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REPLICATION_NODES"] = ",".join(urls[1:])
         os.environ["FLASK_HOST"] = args.host
         os.environ["FLASK_PORT"] = str(args.port)
+        # an unset FLASK_ENV means production; this script is for development (`make run` says so too)
+        os.environ.setdefault("FLASK_ENV", "development")
 
-        from config.settings import load_config
-        from notebook.api.app import create_app
+        from config.settings import ConfigError, load_config
+        from notebook.api.app import create_app, run_development_server
 
-        config = load_config()
-        app = create_app(config)
+        try:
+            config = load_config()
+            app = create_app(config)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         services = app.extensions["notebook"]
         if args.nodes > 1:
             from notebook.database.replication import ReplicationError
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  Press Ctrl-C to stop.")
         print(flush=True)
 
-        app.run(host=args.host, port=args.port, use_reloader=False, threaded=True)
+        run_development_server(app, args.host, args.port)
     except KeyboardInterrupt:
         pass
     finally:

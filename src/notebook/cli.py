@@ -4,6 +4,8 @@
     notebook-server create-admin EMAIL [--revoke]           make an existing user an admin
 
 Admins are made here, by whoever runs the server, never through the API.
+
+FLASK_ENV unset means production. An unusable configuration stops it with one line on stderr.
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         run()
         return 0
-    from notebook.api.app import create_app
+    from notebook.api.app import create_app, run_development_server
 
-    create_app(config).run(host=host, port=port, threaded=True, use_reloader=False)
+    run_development_server(create_app(config), host, port)
     return 0
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import DEFAULT_SECRET_KEY
 from notebook.database.local_server import LocalCluster, free_port
 
 BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
+WEAK_SECRET = "ab" * 24  # long enough, but typed, not generated
 # settings the test sets itself; inherited values would make the outcome depend on the shell
 _SETTINGS_PREFIXES = ("FLASK_", "COUCHDB_", "SECRET_KEY", "CORS_", "LOG_", "REPLICATION_", "CONFLICT_")
 
@@ -184,7 +184,7 @@ def test_gunicorn_serves_the_readme_session(gunicorn_server: ServerProcess) -> N
     "settings",
     [
         {},
-        {"SECRET_KEY": DEFAULT_SECRET_KEY, "COUCHDB_USER": "admin", "COUCHDB_PASSWORD": "couch-pass-9f8e7d"},
+        {"SECRET_KEY": WEAK_SECRET, "COUCHDB_USER": "admin", "COUCHDB_PASSWORD": "couch-pass-9f8e7d"},
         {
             "SECRET_KEY": "short-secret-1a2b3c",
             "COUCHDB_USER": "admin",
@@ -193,7 +193,7 @@ def test_gunicorn_serves_the_readme_session(gunicorn_server: ServerProcess) -> N
         {"SECRET_KEY": "long-enough-secret-" + "z" * 30, "COUCHDB_USER": "admin"},
         {"SECRET_KEY": "long-enough-secret-" + "z" * 30, "COUCHDB_PASSWORD": "couch-pass-9f8e7d"},
     ],
-    ids=["default-secret", "default-secret-with-credentials", "short-secret", "no-password", "no-user"],
+    ids=["no-secret", "weak-secret-with-credentials", "short-secret", "no-password", "no-user"],
 )
 def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: dict[str, str]) -> None:
     env = _environment(FLASK_ENV="production", COUCHDB_URL=f"http://127.0.0.1:{free_port()}/", **settings)
@@ -209,7 +209,7 @@ def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: di
     reason = result.stderr.strip()
     assert reason and "\n" not in reason, result.stderr
     assert "Traceback" not in reason
-    for secret in (DEFAULT_SECRET_KEY, *(settings.get(name) for name in ("SECRET_KEY", "COUCHDB_PASSWORD"))):
+    for secret in (settings.get(name) for name in ("SECRET_KEY", "COUCHDB_PASSWORD")):
         if secret:
             assert secret not in reason and secret not in result.stdout
 

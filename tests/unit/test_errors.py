@@ -8,9 +8,16 @@ import logging
 import pytest
 from graphql import GraphQLError, Source
 
-from notebook.api.errors import INTERNAL_MESSAGE, error_body, format_graphql_error
+from notebook.api.errors import (
+    INTERNAL_MESSAGE,
+    error_body,
+    format_graphql_error,
+    graphql_error_formatter,
+    internal_error_extensions,
+)
 from notebook.core import errors
 from notebook.database.couchdb_client import DatabaseUnavailable, DocumentConflict
+from notebook.utils.logging import request_id_var
 
 
 def _resolver_error(original: Exception) -> GraphQLError:
@@ -126,3 +133,30 @@ def test_error_body_shape() -> None:
     assert error_body("PAYLOAD_TOO_LARGE", "too big") == {
         "errors": [{"message": "too big", "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]
     }
+
+
+def test_a_masked_error_carries_the_request_id_of_its_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    token = request_id_var.set("req-42")
+    try:
+        with caplog.at_level(logging.ERROR, logger="notebook.api.errors"):
+            formatted = format_graphql_error(_resolver_error(RuntimeError("boom")))
+    finally:
+        request_id_var.reset(token)
+    assert formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-42"}
+    assert internal_error_extensions() == {"code": "INTERNAL_SERVER_ERROR"}  # outside a request
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Cannot query field 'titl' on type 'Note'. Did you mean 'title'?",
+        "Unknown argument 'frist' on field 'Query.notes'. Did you mean 'first'?",
+        "Value 'TITLE_AS' does not exist in 'NoteOrder' enum. Did you mean the enum value 'TITLE_ASC'?",
+    ],
+)
+def test_suggestions_are_dropped_unless_allowed(message: str) -> None:
+    error = GraphQLError(message)
+    quiet = graphql_error_formatter(field_suggestions=False)(error, False)
+    assert "Did you mean" not in quiet["message"] and quiet["message"] == message.split(" Did you mean")[0]
+    assert quiet["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert graphql_error_formatter(field_suggestions=True)(error, False)["message"] == message

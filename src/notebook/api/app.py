@@ -18,9 +18,20 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Config, load_config
 from notebook.api.client_ip import client_ip
-from notebook.api.errors import error_body, format_graphql_error
+from notebook.api.errors import (
+    INTERNAL_MESSAGE,
+    error_body,
+    graphql_error_formatter,
+    internal_error_extensions,
+)
 from notebook.api.graphql_api import RequestContext, build_schema
-from notebook.api.limits import depth_limit_rule
+from notebook.api.http_security import (
+    QuietRequestHandler,
+    add_security_headers,
+    bound_chunked_body,
+    explorer_policy,
+)
+from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
 from notebook.database.couchdb_client import CouchError
@@ -55,16 +66,14 @@ class SchemaInstaller:
         return self.ready
 
 
-def _graphql_body() -> dict[str, Any] | None:
-    """The request's JSON object, or None when the body is not one.
+def _graphql_body() -> Any:
+    """The request's JSON value, or None when the body is not JSON.
 
     Also refused like any other malformed body: nesting deeper than the parser can follow, and
     escaped unpaired surrogates ("\\ud800"), valid JSON but not text that can be stored or hashed.
     """
     try:
         data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            return None
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (RecursionError, UnicodeEncodeError):
         return None
@@ -88,7 +97,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         SECRET_KEY=config.secret_key,
         MAX_CONTENT_LENGTH=config.max_request_bytes,
         TESTING=config.testing,
-        DEBUG=config.debug,
+        DEBUG=config.debug,  # the debugger runs only with FLASK_DEBUG=1 in development
     )
     services = services or bootstrap(config, install_schema=False)
     if len(services.couch.urls) > 1:
@@ -100,8 +109,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     if config.conflict_resolver:
         services.start_conflict_resolver()
     schema = build_schema()
-    rules = [depth_limit_rule(config.graphql_max_depth)]
+    limits = QueryLimits.from_config(config)
+    format_error = graphql_error_formatter(config.graphql_field_suggestions)
     explorer_html = ExplorerGraphiQL(title="NoteBook GraphQL").html(None) if config.graphql_explorer else None
+    explorer_csp = explorer_policy(explorer_html) if explorer_html else ""
     CORS(app, origins=list(config.cors_origins), supports_credentials=False)
 
     @app.before_request
@@ -110,10 +121,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
+        bound_chunked_body(request.environ, config.max_request_bytes)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        add_security_headers(response)
         log.info(
             "request",
             extra={
@@ -145,26 +158,30 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     def graphql_explorer() -> Any:
         if explorer_html is None:
             return jsonify(error_body("NOT_FOUND", "the GraphQL explorer is off; POST queries here")), 404
-        return explorer_html, 200
+        return explorer_html, 200, {"Content-Security-Policy": explorer_csp}
 
     @app.post("/graphql")
     def graphql_server() -> Any:
         data = _graphql_body()
-        if data is None:
+        if isinstance(data, list):
+            message = "batched operations are not accepted; send one JSON object with a query per request"
+            return jsonify(error_body("BAD_USER_INPUT", message)), 400
+        if not isinstance(data, dict):
             return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
         if not installer.ensure():
             return jsonify(error_body("SERVICE_UNAVAILABLE", "the database is unavailable")), 503
         peer = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), config.trusted_proxies)
         context = RequestContext(services, request.headers.get("Authorization"), client_ip=peer)
         try:
+            # the bounds run first and alone; graphql-core's rules only see a bounded document
             success, result = graphql_sync(
                 schema,
                 data,
                 context_value=context,
-                debug=config.debug,
+                query_parser=lambda _context, body: parse_bounded(body["query"], limits),
+                query_validator=bounded_validator(limits, data.get("variables")),
                 introspection=config.graphql_introspection,
-                validation_rules=rules,
-                error_formatter=format_graphql_error,
+                error_formatter=format_error,
                 logger=_ARIADNE_LOG,
             )
         except RecursionError:
@@ -189,6 +206,25 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
         log.error("unhandled error", exc_info=exc)
-        return jsonify(error_body("INTERNAL_SERVER_ERROR", "internal server error")), 500
+        body = {"errors": [{"message": INTERNAL_MESSAGE, "extensions": internal_error_extensions()}]}
+        return jsonify(body), 500
 
     return app
+
+
+def run_development_server(app: Flask, host: str, port: int) -> None:
+    """Serve `app` with werkzeug's threaded server (no reloader, no version in `Server`).
+
+    The debugger runs only when the Config says so (FLASK_DEBUG=1 in development): Flask's own
+    reading of FLASK_DEBUG and .env files is turned off, so no other switch can start it.
+    """
+    app.run(
+        host=host,
+        port=port,
+        debug=app.debug,
+        load_dotenv=False,
+        use_debugger=app.debug,
+        use_reloader=False,
+        threaded=True,
+        request_handler=QuietRequestHandler,
+    )

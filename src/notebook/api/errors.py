@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from graphql import GraphQLError
 
 from notebook.core.errors import DomainError
+from notebook.utils.logging import request_id_var
 
 log = logging.getLogger(__name__)
 
 INTERNAL_MESSAGE = "internal server error"
+SUGGESTION = " Did you mean "
+
+ErrorFormatter = Callable[[GraphQLError, bool], dict[str, Any]]
+
+
+def internal_error_extensions() -> dict[str, Any]:
+    """extensions of a masked internal error: the code, and the request id the log line carries."""
+    request_id = request_id_var.get()
+    return {"code": "INTERNAL_SERVER_ERROR", **({"requestId": request_id} if request_id else {})}
 
 
 def error_body(code: str, message: str, **extensions: Any) -> dict[str, Any]:
@@ -41,5 +52,22 @@ def format_graphql_error(error: GraphQLError, debug: bool = False) -> dict[str, 
     else:
         log.error("unexpected error in resolver", exc_info=original, extra={"path": error.path})
         formatted["message"] = INTERNAL_MESSAGE
-        formatted["extensions"] = {"code": "INTERNAL_SERVER_ERROR"}
+        formatted["extensions"] = internal_error_extensions()
     return formatted
+
+
+def graphql_error_formatter(field_suggestions: bool) -> ErrorFormatter:
+    """format_graphql_error, without graphql-core's "Did you mean ...?" hints unless allowed.
+
+    The hints name fields, arguments and enum values close to what was typed: with introspection
+    off they would still let a stranger read the schema one guess at a time.
+    """
+    if field_suggestions:
+        return format_graphql_error
+
+    def format_without_suggestions(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
+        formatted = format_graphql_error(error, debug)
+        formatted["message"] = formatted["message"].split(SUGGESTION, 1)[0]
+        return formatted
+
+    return format_without_suggestions

@@ -2,7 +2,27 @@
 
 `notebook-server` passes them with `--config python:notebook.api.gunicorn_config`; a bare
 `gunicorn` started in the repository root reads them through its `gunicorn.conf.py`.
+
+Loading them checks the application's configuration first: an unsafe production setup stops
+gunicorn with a one-line reason before it logs, binds or boots a worker (a worker failing in
+`create_app()` would print a traceback and leave gunicorn to report "Worker failed to boot").
 """
+
+import sys
+
+from config.settings import ConfigError, load_config
+
+
+def refuse_unusable_configuration() -> None:
+    """Exit with status 2 and one line on stderr when the environment's Config must not be used."""
+    try:
+        load_config().validate()
+    except ConfigError as exc:
+        print(f"notebook: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+refuse_unusable_configuration()
 
 logconfig_dict = {
     "version": 1,

@@ -1,0 +1,139 @@
+"""The API as a real server process (gunicorn or `notebook-server`), for tests of what only a real
+HTTP server shows: startup refusals, the `Server` header, chunked bodies."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# settings a test sets itself; inherited values would make the outcome depend on the shell
+SETTING_PREFIXES = (
+    "FLASK_",
+    "COUCHDB_",
+    "SECRET_KEY",
+    "DEV_SECRET",
+    "CORS_",
+    "LOG_",
+    "REPLICATION_",
+    "CONFLICT_",
+    "GRAPHQL_",
+    "MAX_REQUEST",
+)
+
+
+def clean_environment(**settings: str) -> dict[str, str]:
+    """os.environ without any application setting, plus `settings`."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
+    env.update(settings)
+    return env
+
+
+def readme_gunicorn_command(port: int, workers: int = 2) -> list[str]:
+    """The README's gunicorn line, bound to 127.0.0.1:`port` with `workers` workers."""
+    lines = [
+        line
+        for line in (PROJECT_ROOT / "README.md").read_text().splitlines()
+        if "gunicorn " in line and "notebook.api.app:create_app()" in line
+    ]
+    assert lines, "README.md has no gunicorn line"
+    words = shlex.split(lines[0].split("gunicorn ", 1)[1], comments=True)
+    replacements = {
+        "-b": f"127.0.0.1:{port}",
+        "--bind": f"127.0.0.1:{port}",
+        "-w": str(workers),
+        "--workers": str(workers),
+    }
+    command = [str(BIN / "gunicorn")]
+    remaining = iter(words)
+    for word in remaining:
+        command.append(word)
+        if word in replacements:
+            next(remaining)
+            command.append(replacements[word])
+    assert command[-1] == "notebook.api.app:create_app()", command
+    return command
+
+
+class ServerProcess:
+    """A server started with `command`, its output kept in files; stopped by its PID."""
+
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.stderr_path = logdir / f"stderr-{port}.log"
+        with open(self.stderr_path, "wb") as stderr, open(logdir / f"stdout-{port}.log", "wb") as stdout:
+            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited with {self.process.returncode}:\n{self.stderr()[-3000:]}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling interval, not a timing assertion
+        raise AssertionError(f"server not healthy after {timeout}s:\n{self.stderr()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, 15)  # SIGTERM to our own child, by PID
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, 9)
+                self.process.wait(timeout=5)
+
+
+def raw_request(
+    port: int, head: str, body_parts: list[bytes], timeout: float = 20
+) -> tuple[int, dict[str, str], bytes]:
+    """Send a request over a plain socket (e.g. chunked, which httpx would not let a test shape)
+    and return (status, headers, body) of the answer; the server may stop reading early."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        try:
+            connection.sendall(head.encode("latin-1"))
+            for part in body_parts:
+                connection.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body arrived: read what it said
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and _complete(answer):
+                    break
+        except (ConnectionResetError, TimeoutError):
+            pass
+    header_block, _, body = answer.partition(b"\r\n\r\n")
+    lines = header_block.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def _complete(answer: bytes) -> bool:
+    header_block, _, body = answer.partition(b"\r\n\r\n")
+    for line in header_block.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("content-length:"):
+            return len(body) >= int(line.split(":", 1)[1])
+    return False
