@@ -272,6 +272,18 @@ class TestSessions:
         fresh = auth.login("ada@example.com", PASSWORD)
         assert auth.authenticate(fresh.access_token).id == phone.user.id
 
+    def test_password_checks_of_account_operations_are_rate_limited_like_logins(self, auth: AuthService) -> None:
+        # the fixture allows 3 failures per account and address: a stolen access token must not
+        # turn changePassword or deleteAccount into an unlimited password oracle
+        session = auth.register("ada@example.com", PASSWORD, client_ip="10.0.0.1")
+        for _ in range(3):
+            with pytest.raises(Forbidden):
+                auth.change_password(session.user, "wrong password!", "a new long password", "10.0.0.9")
+        with pytest.raises(RateLimited):
+            auth.delete_account(session.user, PASSWORD, "10.0.0.9")
+        assert auth.users.get(session.user.id).id == session.user.id  # nothing was deleted
+        assert auth.delete_account(session.user, PASSWORD, "10.0.0.2")  # the owner, elsewhere
+
     def test_change_password(self, auth: AuthService) -> None:
         phone = auth.register("ada@example.com", PASSWORD)
         with pytest.raises(Forbidden):

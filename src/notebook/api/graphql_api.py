@@ -300,7 +300,9 @@ def resolve_change_password(
     _: Any, info: GraphQLResolveInfo, current_password: str, new_password: str
 ) -> AuthResult:
     context = ctx(info)
-    return context.services.auth.change_password(context.user, current_password, new_password)
+    return context.services.auth.change_password(
+        context.user, current_password, new_password, client_ip=context.client_ip
+    )
 
 
 @mutation.field("logoutEverywhere")
@@ -312,7 +314,7 @@ def resolve_logout_everywhere(_: Any, info: GraphQLResolveInfo) -> bool:
 @mutation.field("deleteAccount")
 def resolve_delete_account(_: Any, info: GraphQLResolveInfo, password: str) -> bool:
     context = ctx(info)
-    return context.services.auth.delete_account(context.user, password)
+    return context.services.auth.delete_account(context.user, password, client_ip=context.client_ip)
 
 
 @query.field("apiKeys")

@@ -169,9 +169,11 @@ class AuthService:
         return self.users.change(user.id, apply)
 
     # the caller's account ----------------------------------------------------------------------
-    def change_password(self, actor: User, current_password: str, new_password: str) -> AuthResult:
+    def change_password(
+        self, actor: User, current_password: str, new_password: str, client_ip: str = ""
+    ) -> AuthResult:
         """Set a new password, end every session of the account and open a fresh one."""
-        self._check_password(actor, current_password)
+        self._check_password(actor, current_password, client_ip)
         new_hash = self.hashing.hash(validation.password(new_password))
 
         def apply(user: User) -> None:
@@ -188,11 +190,11 @@ class AuthService:
         self.tokens.revoke_user(actor.id)
         return True
 
-    def delete_account(self, actor: User, password: str) -> bool:
+    def delete_account(self, actor: User, password: str, client_ip: str = "") -> bool:
         """Remove the account with its notebooks (shared ones too: their members lose access),
         their notes and revisions, its memberships in other people's notebooks and its sessions.
         Notes it wrote in other people's notebooks belong to those notebooks and stay."""
-        self._check_password(actor, password)
+        self._check_password(actor, password, client_ip)
         user = self.users.change(actor.id, self._new_epoch)  # its tokens stop working first
         self.tokens.revoke_user(user.id)
         for notebook in self.notebooks.list_owned(user.id):
@@ -203,8 +205,12 @@ class AuthService:
         self.users.delete(user)
         return True
 
-    def _check_password(self, actor: User, password: str) -> None:
+    def _check_password(self, actor: User, password: str, client_ip: str) -> None:
+        """A wrong password here counts as a failed login: a stolen access token must not become
+        an unlimited password oracle."""
+        self.limits.before_login(actor.email, client_ip)
         if not isinstance(password, str) or not self.hashing.verify(actor.password_hash, password):
+            self.limits.login_failed(actor.email, client_ip)
             raise Forbidden("the password is wrong", field="password")
 
     @staticmethod
