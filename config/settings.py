@@ -89,7 +89,7 @@ class Config:
     graphql_max_repeated_fields: int = 10
     graphql_max_root_mutations: int = 10
     graphql_max_depth: int = 12
-    graphql_max_cost: int = 5_000
+    graphql_max_cost: int = 10_000
     graphql_list_size_estimate: int = 50
     graphql_explorer: bool = True
     graphql_introspection: bool = True

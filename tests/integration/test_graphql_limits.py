@@ -54,7 +54,7 @@ def test_fragment_bomb_is_refused_before_authentication(gql: Any) -> None:
 def test_nested_pages_are_too_costly(gql: Any, account: dict) -> None:
     query = "{ notes(first: 100) { edges { node { revisions(first: 100) { id title } } } } }"
     [error] = assert_refused(gql.post(query, token=account["token"]))
-    assert "cost" in error["message"] and "5000" in error["message"]
+    assert "cost" in error["message"] and "10000" in error["message"]
 
 
 def test_two_hundred_aliased_creates_run_none(gql: Any, account: dict) -> None:

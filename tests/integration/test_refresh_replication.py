@@ -148,4 +148,5 @@ def test_one_use_on_each_of_two_tokens_is_no_reuse(pair: TwoNodes) -> None:
         token = pair.gql[node].data(REFRESH, {"token": token})["refreshToken"]["refreshToken"]
     for app in pair.apps:
         assert app.extensions["notebook"].resolver.resolve_pending().revoked_families == 0
+    wait_until(lambda: pair.token_doc(0, token), "the last token on node A")
     assert pair.gql[0].data(REFRESH, {"token": token})["refreshToken"]["user"]["id"] == account["user"]["id"]
