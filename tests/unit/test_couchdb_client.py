@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from notebook.database.couchdb_client import (
     DatabaseUnavailable,
     DocumentConflict,
 )
+from tests.support.waiting import wait_until
 
 PASSWORD = "pa55-w0rd-secret"
 
@@ -315,12 +315,7 @@ def test_server_errors_everywhere_leave_one_node_in_rotation(cluster: FakeCluste
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return bool(wait_until(condition, seconds, interval=0.01))
 
 
 def test_circuit_open_skips_a_dead_node(cluster: FakeCluster, make_client: Any) -> None:
