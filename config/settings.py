@@ -50,6 +50,9 @@ class Config:
     revision_retention: int = 100
     conflict_resolver: bool = True
     conflict_poll_seconds: float = 5.0
+    # create_app waits this long for the background start-up work (schema, index builds);
+    # 0 = never: a worker answers at once and /ready says "warming" until the indexes are built
+    startup_wait_seconds: float = 0.0
 
     encryption_key_path: str = "config/encryption.key"
     key_store_path: str = "config/key_store.json"
@@ -95,6 +98,7 @@ class TestingConfig(Config):
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
     conflict_resolver: bool = False  # tests drive the resolver themselves
+    startup_wait_seconds: float = 60.0  # tests start on built indexes (test_warmup.py does not)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REVISION_RETENTION": ("revision_retention", int),
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
     "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
+    "STARTUP_WAIT_SECONDS": ("startup_wait_seconds", float),
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
     "CORS_ORIGINS": ("cors_origins", _list),

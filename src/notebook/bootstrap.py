@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
@@ -19,6 +19,7 @@ from notebook.database.repository import (
 from notebook.services.auth_service import AuthService, LoginThrottle
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.service import NotebookService, NoteService
+from notebook.warmup import Warmup
 
 
 @dataclass
@@ -32,7 +33,8 @@ class Services:
     notes: NoteService
     resolver: ConflictResolver
     replication: ReplicationManager
-    stopping: threading.Event = field(default_factory=threading.Event)
+    warmup: Warmup
+    stopping: threading.Event
 
     def start_conflict_resolver(self) -> threading.Thread:
         """Follow the changes feed and settle conflicts in a daemon thread until close()."""
@@ -63,19 +65,22 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     databases = open_databases(couch, config.db_prefix)
     if install_schema:
         ensure_schema(databases)
-    users = UserRepository(databases.users)
-    notebook_repo = NotebookRepository(databases.notes)
+    stopping = threading.Event()
+    warmup = Warmup(databases, stopping)  # started by create_app; until then nothing is gated
+    gated = warmup.gate(databases)  # what request handling uses: cold indexes fail fast
+    users = UserRepository(gated.users)
+    notebook_repo = NotebookRepository(gated.notes)
     notebooks = NotebookService(notebook_repo)
     auth = AuthService(
         users=users,
-        tokens=RefreshTokenRepository(databases.users),
+        tokens=RefreshTokenRepository(gated.users),
         notebooks=notebook_repo,
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
         throttle=LoginThrottle(config.login_attempts_per_window, config.login_window_seconds),
     )
-    note_repo = NoteRepository(databases.notes)
+    note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store])
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
@@ -89,4 +94,6 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
-    return Services(config, couch, databases, users, auth, notebooks, notes, resolver, replication)
+    return Services(
+        config, couch, databases, users, auth, notebooks, notes, resolver, replication, warmup, stopping
+    )

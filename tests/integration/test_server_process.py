@@ -233,7 +233,13 @@ def test_production_runs_gunicorn_with_json_logs(tmp_path: Path) -> None:
         while True:
             assert server.process.poll() is None, server.stderr()[-3000:]
             try:
-                health = httpx.get(f"{server.url}/health", timeout=2, headers={"X-Request-ID": "prod-health"})
+                # gunicorn accepts before a worker has booted: a short read timeout would send
+                # the same request twice (two log lines) on a busy machine
+                health = httpx.get(
+                    f"{server.url}/health",
+                    timeout=httpx.Timeout(60, connect=2),
+                    headers={"X-Request-ID": "prod-health"},
+                )
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, server.stderr()[-3000:]

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import pytest
 
 from devtools.local_server import LocalCluster, ensure_pouchdb_server
+from tests.support.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = "NOTEBOOK_TEST_SERVER"
@@ -56,6 +57,8 @@ def couchdb3_dist() -> Path:
 
 class TestNode(Protocol):
     """What a test may do with one node, on every server."""
+
+    __test__ = False  # not a test class, despite its name
 
     @property
     def url(self) -> str: ...  # http://127.0.0.1:PORT/ (with the trailing slash, no credentials)
@@ -304,6 +307,11 @@ class NodeSet:
         for node in self.nodes:
             status, body = node.request("PUT", path + name, password)
             assert status == 200, body
+            # CouchDB 3 refuses the new admin (401) for a moment after the PUT answered
+            accepted = wait_until(
+                lambda n=node: _json_request(n.url + "_all_dbs", "GET", None, 5, name, password)[0] == 200, 15
+            )
+            assert accepted, f"{node.url} never accepted the new admin {name}"
 
     def stop(self) -> None:
         if self in _started:
