@@ -40,6 +40,10 @@ class Config:
     couchdb_url: str = "http://127.0.0.1:5984/"
     couchdb_user: str = ""
     couchdb_password: str = ""
+    # optional server admin for set-up only (databases, _security, design documents, replication
+    # jobs); requests then use COUCHDB_USER, which needs only database membership
+    couchdb_admin_user: str = ""
+    couchdb_admin_password: str = ""
     db_prefix: str = "notebook_"
     couchdb_timeout_seconds: float = 10.0
 
@@ -132,6 +136,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COUCHDB_URL": ("couchdb_url", str),
     "COUCHDB_USER": ("couchdb_user", str),
     "COUCHDB_PASSWORD": ("couchdb_password", str),
+    "COUCHDB_ADMIN_USER": ("couchdb_admin_user", str),
+    "COUCHDB_ADMIN_PASSWORD": ("couchdb_admin_password", str),
     "COUCHDB_DB_PREFIX": ("db_prefix", str),
     "COUCHDB_TIMEOUT_SECONDS": ("couchdb_timeout_seconds", float),
     "REPLICATION_NODES": ("replication_nodes", _list),

@@ -35,6 +35,7 @@ class Services:
     replication: ReplicationManager
     warmup: Warmup
     stopping: threading.Event
+    admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
 
     def start_conflict_resolver(self) -> threading.Thread:
         """Follow the changes feed and settle conflicts in a daemon thread until close()."""
@@ -51,6 +52,8 @@ class Services:
         self.stopping.set()
         self.replication.close()
         self.couch.close()
+        if self.admin_couch is not None:
+            self.admin_couch.close()
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -63,10 +66,27 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         probe_interval=config.health_probe_seconds,
     )
     databases = open_databases(couch, config.db_prefix)
+    # least privilege: with COUCHDB_ADMIN_USER set, only set-up uses that account and requests
+    # go out as COUCHDB_USER, a member of the application's databases (docs/operations.md)
+    admin_couch = None
+    setup_databases = databases
+    members: tuple[str, ...] = ()
+    setup_user, setup_password = config.couchdb_user, config.couchdb_password
+    if config.couchdb_admin_user:
+        setup_user, setup_password = config.couchdb_admin_user, config.couchdb_admin_password
+        admin_couch = CouchDBClient(
+            config.all_node_urls,
+            user=setup_user,
+            password=setup_password,
+            timeout=config.couchdb_timeout_seconds,
+        )
+        setup_databases = open_databases(admin_couch, config.db_prefix)
+        members = (config.couchdb_user,) if config.couchdb_user else ()
     if install_schema:
-        ensure_schema(databases)
+        ensure_schema(setup_databases, members=members)
     stopping = threading.Event()
-    warmup = Warmup(databases, stopping)  # started by create_app; until then nothing is gated
+    # started by create_app; until then nothing is gated
+    warmup = Warmup(setup_databases, stopping, members=members)
     gated = warmup.gate(databases)  # what request handling uses: cold indexes fail fast
     users = UserRepository(gated.users)
     notebook_repo = NotebookRepository(gated.notes)
@@ -87,13 +107,14 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     replication = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),
-        user=config.couchdb_user,
-        password=config.couchdb_password,
+        user=setup_user,
+        password=setup_password,
         continuous=config.continuous_replication,
         retry_seconds=config.replication_retry_seconds,
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
     return Services(
-        config, couch, databases, users, auth, notebooks, notes, resolver, replication, warmup, stopping
-    )
+        config, couch, databases, users, auth, notebooks, notes, resolver, replication, warmup, stopping,
+        admin_couch,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from notebook.core.errors import ServiceUnavailable
@@ -52,8 +52,10 @@ class Warmup:
         stopping: threading.Event,
         retry_seconds: float = 5.0,
         warm_view: WarmView = build_view,
+        members: Sequence[str] = (),
     ) -> None:
-        self.databases = databases
+        self.databases = databases  # on the admin account when one is configured
+        self.members = tuple(members)
         self.stopping = stopping
         self.retry_seconds = retry_seconds
         self.warm_view = warm_view  # injectable: tests hold it to observe the warming state
@@ -123,7 +125,7 @@ class Warmup:
 
     def _attempt(self) -> None:
         self._set("installing")
-        ensure_schema(self.databases, warm=False)
+        ensure_schema(self.databases, warm=False, members=self.members)
         self._set("warming")
         for db, design, view in self._views:
             key = (db.name, design, view)

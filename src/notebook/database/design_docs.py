@@ -6,10 +6,12 @@ View functions are plain ES5 so CouchDB 3 and pouchdb-server evaluate them the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from notebook.core.search import title_sort_key
-from notebook.database.couchdb_client import CouchDBClient, Database
+from notebook.database.couchdb_client import CouchDBClient, Database, DocumentNotFound
 
 # note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>".
 # Every sort key is ordered the same by CouchDB 3 (ICU collation) and pouchdb-server (code
@@ -134,14 +136,42 @@ def open_databases(client: CouchDBClient, prefix: str) -> Databases:
     return Databases(**{role: client.database(name) for role, name in names.items()})
 
 
-def ensure_schema(databases: Databases, warm: bool = True) -> None:
-    """Create databases and design documents if missing; then build the views once."""
+def ensure_schema(databases: Databases, warm: bool = True, members: Sequence[str] = ()) -> None:
+    """Create databases and design documents if missing; then build the views once.
+
+    Creating a database, changing `_security` and writing a design document need a server
+    admin; when they already exist as wanted, a database member can run this too (it then only
+    reads). `members`: CouchDB user names to add to each database's `_security` members, the
+    account the app sends its requests with (docs/operations.md).
+    """
     for db in databases.all():
-        db.ensure_exists()
+        try:
+            db.info()
+        except DocumentNotFound:
+            db.ensure_exists()
+        if members:
+            ensure_members(db, members)
     databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
     databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
     if warm:
         warm_views(databases)
+
+
+def ensure_members(db: Database, names: Sequence[str]) -> bool:
+    """Add these user names to the database's `_security` members, keeping everything else
+    (roles an operator added, the admins); True when it was changed."""
+    path = f"{quote(db.name, safe='')}/_security"
+    security = db.client.request("GET", path) or {}
+    members = security.setdefault("members", {})
+    current = list(members.get("names") or [])
+    missing = [name for name in names if name not in current]
+    if not missing:
+        return False
+    members["names"] = current + missing
+    members.setdefault("roles", [])
+    security.setdefault("admins", {"names": [], "roles": []})
+    db.client.request("PUT", path, body=security)
+    return True
 
 
 def schema_views(databases: Databases) -> list[tuple[Database, str, str]]:
