@@ -35,7 +35,7 @@ from tests.support.servers import NodeSet, TestNode, start_nodes
 from tests.support.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RESULTS_FILE = PROJECT_ROOT / "var" / "test-results" / "failover_under_load.json"
+RESULTS_DIR = PROJECT_ROOT / "var" / "test-results"
 
 LOAD_SECONDS = 22.0
 KILL_AFTER_SECONDS = 5.0
@@ -61,6 +61,11 @@ class Mesh:
     cluster: NodeSet
     prefix: str
     manager: ReplicationManager
+
+    @property
+    def clustered(self) -> bool:
+        """One clustered CouchDB with three doors, instead of three replicating servers."""
+        return self.cluster.clustered
 
     @property
     def nodes(self) -> list[TestNode]:
@@ -129,9 +134,22 @@ class Mesh:
             assert status == 200, body
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    cluster = start_nodes(tmp_path_factory.mktemp("failover"), 3)
+TOPOLOGIES = [
+    pytest.param("mesh", id="replicating-nodes"),
+    pytest.param(
+        "cluster",
+        id="one-cluster",
+        marks=pytest.mark.servers("couchdb3", reason="nodes.py --cluster: clustering is CouchDB 3 only"),
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """Three independent nodes in a replication mesh, or (CouchDB 3) ONE cluster of three nodes,
+    where the app's three URLs are doors to the same databases and nothing is replicated."""
+    clustered = request.param == "cluster"
+    cluster = start_nodes(tmp_path_factory.mktemp(f"failover-{request.param}"), 3, cluster=clustered)
     cluster.require_process_control()
     prefix = f"f{uuid.uuid4().hex[:8]}_"
     manager = ReplicationManager(
@@ -139,10 +157,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     )
     stop_watch = threading.Event()
     try:
-        manager.ensure_mesh()
-        # the repair loop an operator runs: restarts a job the node loss may have failed
-        watcher = threading.Thread(target=manager.watch, args=(stop_watch,), daemon=True)
-        watcher.start()
+        if not clustered:
+            manager.ensure_mesh()
+            # the repair loop an operator runs: restarts a job the node loss may have failed
+            watcher = threading.Thread(target=manager.watch, args=(stop_watch,), daemon=True)
+            watcher.start()
         yield Mesh(cluster, prefix, manager)
     finally:
         stop_watch.set()
@@ -159,6 +178,8 @@ def ready_app_schema(mesh: Mesh) -> None:
 
 def wait_for_replication(mesh: Mesh, timeout: float = 60.0) -> dict[str, float]:
     """Wait until a canary crosses every link (node 0 was killed before); lag figures per link."""
+    if mesh.clustered:
+        return {}  # nothing replicates: the cluster keeps its own copies
     deadline = time.monotonic() + timeout
     while True:
         lags = mesh.manager.measure_lag(timeout=10.0)
@@ -572,7 +593,10 @@ def test_node_loss_under_load_loses_no_acknowledged_write(
             "documents_found_applied": sum(event["already_applied"] for event in uncertain),
             "documents_sent_again": sum(event["sent_again"] for event in uncertain),
         },
-        "replication_lag_before_load_ms_p50": round(statistics.median(lags_before.values()) * 1000, 1),
+        "topology": "cluster" if mesh.clustered else "mesh",
+        "replication_lag_before_load_ms_p50": (
+            round(statistics.median(lags_before.values()) * 1000, 1) if lags_before else None
+        ),
         "converged": is_converged,
         "convergence_seconds": round(convergence_seconds, 1),
         "latency_ms_p50": round(statistics.median(s for _, s in ledger.latencies) * 1000, 1),
@@ -591,13 +615,14 @@ def test_node_loss_under_load_loses_no_acknowledged_write(
         "lost_examples": lost_examples[:10],
         "lost_details": lost_details,
     }
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(figures, indent=2) + "\n")
+    results_file = RESULTS_DIR / f"failover_under_load-{mesh.cluster.kind}-{figures['topology']}.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(figures, indent=2) + "\n")
     with capsys.disabled():
         print(
             f"\nnode loss under load: acknowledged={ledger.acknowledged} lost={lost + lost_revisions} "
             f"failed={failed}/{ledger.attempts} ({figures['failed_ratio']:.1%}) {figures['failed_by_code']} "
-            f"converged in {figures['convergence_seconds']} s; figures in {RESULTS_FILE}"
+            f"converged in {figures['convergence_seconds']} s; figures in {results_file}"
         )
 
     assert is_converged, f"no convergence in {CONVERGENCE_SECONDS} s: {json.dumps(lost_details, indent=1)}"
