@@ -20,7 +20,7 @@ help:
 	@echo "make test              every test (starts and stops its own database nodes)"
 	@echo "make test-unit         unit tests only"
 	@echo "make test-integration  integration tests only"
-	@echo "make lint              ruff and mypy"
+	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
 	@echo "make bench             benchmarks"
 	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
 
@@ -61,6 +61,7 @@ test-integration: deps
 lint: venv
 	$(VENV)/bin/ruff check src config scripts tests
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 bench: deps
 	$(VENV_PY) scripts/bench.py

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
 from config.settings import Config
+from notebook.core.errors import StorageError
 from notebook.database.conflicts import conflict_stores
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
@@ -18,7 +20,10 @@ from notebook.database.repository import (
 )
 from notebook.services.auth_service import AuthService, LoginThrottle
 from notebook.services.conflict_service import ConflictResolver
+from notebook.services.replication_service import ReplicationService
 from notebook.services.service import NotebookService, NoteService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,8 +36,18 @@ class Services:
     notebooks: NotebookService
     notes: NoteService
     resolver: ConflictResolver
-    replication: ReplicationManager
+    replication: ReplicationService
     stopping: threading.Event = field(default_factory=threading.Event)
+
+    def install_schema(self) -> bool:
+        """Create the databases, design documents and views if missing, and build the views;
+        False (and a warning) while the database cannot take them, so the caller retries."""
+        try:
+            ensure_schema(self.databases)
+        except StorageError as exc:
+            log.warning("database not ready: %s", exc.reason)
+            return False
+        return True
 
     def start_conflict_resolver(self) -> threading.Thread:
         """Follow the changes feed and settle conflicts in a daemon thread until close()."""
@@ -79,7 +94,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store])
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
-    replication = ReplicationManager(
+    manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),
         user=config.couchdb_user,
@@ -89,4 +104,5 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
+    replication = ReplicationService(manager)
     return Services(config, couch, databases, users, auth, notebooks, notes, resolver, replication)

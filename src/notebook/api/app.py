@@ -22,8 +22,6 @@ from notebook.api.graphql_api import RequestContext, build_schema
 from notebook.api.limits import depth_limit_rule
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
-from notebook.database.couchdb_client import CouchError
-from notebook.database.design_docs import ensure_schema
 from notebook.utils.logging import configure_logging, request_id_var
 
 log = logging.getLogger(__name__)
@@ -46,11 +44,7 @@ class SchemaInstaller:
             return True
         with self._lock:
             if not self.ready:
-                try:
-                    ensure_schema(self.services.databases)
-                    self.ready = True
-                except CouchError as exc:
-                    log.warning("database not ready: %s", exc.reason)
+                self.ready = self.services.install_schema()
         return self.ready
 
 

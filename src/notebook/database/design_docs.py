@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from notebook.database.couchdb_client import CouchDBClient, Database
+from notebook.database.couch import CouchDBClient, Database
 
 # note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>"
 _NOTE_ORDER_VIEW = """function (doc) {
