@@ -2,13 +2,12 @@
 membership), so the API layer never reaches into the database layer.
 
 The work itself is CouchDB's replicator driven by the database layer's `ReplicationManager`;
-this service is the front door the API and scripts use, and the place that shapes its answers.
+this service is the front door the API and scripts use.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 from notebook.database.replication import (
     NodeAdded,
@@ -18,28 +17,11 @@ from notebook.database.replication import (
 )
 
 __all__ = [
-    "MeshSetup",
     "NodeAdded",
-    "NodeRemoved",
     "ReplicationError",
     "ReplicationService",
     "ReplicationStatus",
 ]
-
-
-@dataclass(frozen=True)
-class MeshSetup:
-    """What set-up did: the ids of every job (none for a clustered CouchDB) and the nodes."""
-
-    job_ids: list[str]
-    nodes: list[str]
-    topology: str
-
-
-@dataclass(frozen=True)
-class NodeRemoved:
-    removed_jobs: int
-    nodes: list[str]
 
 
 class ReplicationService:
@@ -65,10 +47,6 @@ class ReplicationService:
         """Set up (or repair) replication; the ids of every job."""
         return self._manager.ensure_mesh()
 
-    def setup(self) -> MeshSetup:
-        job_ids = self._manager.ensure_mesh()
-        return MeshSetup(job_ids, self._manager.node_urls, self._manager.topology)
-
     def teardown(self) -> int:
         """Delete every replication job; how many were deleted."""
         return self._manager.teardown()
@@ -81,9 +59,9 @@ class ReplicationService:
     def add_node(self, url: str, timeout: float) -> NodeAdded:
         return self._manager.add_node(url, timeout=timeout)
 
-    def remove_node(self, url: str) -> NodeRemoved:
-        removed = self._manager.remove_node(url)
-        return NodeRemoved(removed, self._manager.node_urls)
+    def remove_node(self, url: str) -> int:
+        """Take a node out of replication; how many jobs were deleted."""
+        return self._manager.remove_node(url)
 
     def watch(self, stop: threading.Event) -> None:
         """Repair replication every retry interval until `stop` is set (a thread's target)."""
