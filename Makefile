@@ -24,7 +24,7 @@ help:
 	@echo "make test-couchdb3     integration tests on Apache CouchDB 3.4 nodes from \$$COUCHDB3_DIST"
 	@echo "                       (default ../shared/couchdb3)"
 	@echo "make test-external     integration tests on your nodes: NOTEBOOK_TEST_NODES=http://u:p@host:port,..."
-	@echo "make lint              ruff and mypy"
+	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
 	@echo "make bench             benchmarks"
 	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
 
@@ -73,6 +73,7 @@ test-external: deps
 lint: venv
 	$(VENV)/bin/ruff check src config scripts tests devtools
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 bench: deps
 	$(VENV_PY) scripts/bench.py

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(config)
         services = app.extensions["notebook"]
         if args.nodes > 1:
-            from notebook.database.replication import ReplicationError
+            from notebook.services.replication_service import ReplicationError
 
             try:
                 jobs = services.replication.ensure_mesh()

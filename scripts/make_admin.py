@@ -21,7 +21,7 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
 from config.settings import ConfigError, load_config  # noqa: E402
 from notebook.bootstrap import bootstrap  # noqa: E402
 from notebook.core.errors import DomainError  # noqa: E402
-from notebook.database.couchdb_client import CouchError  # noqa: E402
+from notebook.database.couch import CouchError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
@@ -18,6 +18,7 @@ from notebook.database.repository import (
 )
 from notebook.services.auth_service import AuthService, LoginThrottle
 from notebook.services.conflict_service import ConflictResolver
+from notebook.services.replication_service import ReplicationService
 from notebook.services.service import NotebookService, NoteService
 from notebook.warmup import Warmup
 
@@ -32,7 +33,7 @@ class Services:
     notebooks: NotebookService
     notes: NoteService
     resolver: ConflictResolver
-    replication: ReplicationManager
+    replication: ReplicationService
     warmup: Warmup
     stopping: threading.Event
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
@@ -104,7 +105,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store])
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
-    replication = ReplicationManager(
+    manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),
         user=setup_user,
@@ -114,6 +115,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
+    replication = ReplicationService(manager)
     return Services(
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, warmup, stopping,
         admin_couch,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from notebook.core.errors import ServiceUnavailable
-from notebook.database.couchdb_client import Database
+from notebook.database.couch import Database
 from notebook.database.design_docs import (
     VIEW_BUILD_SECONDS,
     Databases,

@@ -464,7 +464,7 @@ def _server_events(log_path: Path) -> list[dict[str, Any]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("logger") == "notebook.database.couchdb_client":
+        if str(entry.get("logger", "")).startswith("notebook.database.couch."):
             events.append(entry)
     return events
 

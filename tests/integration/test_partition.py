@@ -17,7 +17,7 @@ import pytest
 
 from config.settings import load_config
 from notebook.api.app import create_app
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import database_names
 from notebook.database.replication import ReplicationManager
 from tests.conftest import GraphQL

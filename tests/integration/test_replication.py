@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from config.settings import load_config
-from notebook.database.couchdb_client import CouchDBClient, Database
+from notebook.database.couch import CouchDBClient, Database
 from notebook.database.design_docs import (
     NOTES_DESIGN,
     USERS_DESIGN,

@@ -16,7 +16,7 @@ import pytest
 from config.settings import Config
 from notebook.core.domain import Note, Notebook, NoteRevision, User
 from notebook.core.errors import InvalidInput, NotFound, VersionConflict
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import ensure_schema, open_databases
 from notebook.database.repository import (
     EmailTaken,

@@ -13,7 +13,7 @@ import pytest
 
 from config.settings import Config
 from notebook.bootstrap import Services, bootstrap
-from notebook.database.couchdb_client import Database
+from notebook.database.couch import Database
 from notebook.database.design_docs import NOTES_DESIGN, warm_views
 from notebook.warmup import RETRY_AFTER_SECONDS, build_view
 from tests.conftest import GraphQL

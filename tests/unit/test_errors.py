@@ -10,7 +10,7 @@ from graphql import GraphQLError, Source
 
 from notebook.api.errors import INTERNAL_MESSAGE, error_body, format_graphql_error
 from notebook.core import errors
-from notebook.database.couchdb_client import DatabaseUnavailable, DocumentConflict
+from notebook.database.couch import DatabaseUnavailable, DocumentConflict
 
 
 def _resolver_error(original: Exception) -> GraphQLError:

@@ -18,7 +18,7 @@ from notebook.api.errors import error_body
 from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
 from notebook.core.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
-from notebook.database.replication import ReplicationStatus
+from notebook.services.replication_service import ReplicationStatus
 
 blueprint = Blueprint("replication", __name__, url_prefix="/api")
 
@@ -121,6 +121,7 @@ def status_json(status: ReplicationStatus) -> dict[str, Any]:
         "nodes": [_camel(asdict(node)) for node in status.nodes],
         "links": [_camel(asdict(link)) for link in status.links],
         "healthy": status.healthy,
+        "topology": status.topology,
     }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from notebook.core.search import title_sort_key
-from notebook.database.couchdb_client import CouchDBClient, Database, DocumentNotFound
+from notebook.database.couch import CouchDBClient, Database, DocumentNotFound
 
 # note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>".
 # Every sort key is ordered the same by CouchDB 3 (ICU collation) and pouchdb-server (code

@@ -11,7 +11,7 @@ from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, U
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
-from notebook.database.couchdb_client import Database, DocumentConflict
+from notebook.database.couch import Database, DocumentConflict
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
 # the last possible key inside a view key range, in CouchDB collation
