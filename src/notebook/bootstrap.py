@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 
 from config.settings import Config
 from notebook.database.conflicts import conflict_stores
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
@@ -32,6 +32,8 @@ from notebook.services.rate_limits import (
     PasswordHashing,
     RegisterLimits,
 )
+from notebook.services.replication_service import ReplicationService
+from notebook.warmup import Warmup
 
 
 @dataclass
@@ -44,9 +46,11 @@ class Services:
     notebooks: NotebookService
     notes: NoteService
     resolver: ConflictResolver
-    replication: ReplicationManager
+    replication: ReplicationService
     permissions: PermissionPolicy
-    stopping: threading.Event = field(default_factory=threading.Event)
+    warmup: Warmup
+    stopping: threading.Event
+    admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
 
     def start_conflict_resolver(self) -> threading.Thread:
         """Follow the changes feed and settle conflicts in a daemon thread until close()."""
@@ -63,6 +67,8 @@ class Services:
         self.stopping.set()
         self.replication.close()
         self.couch.close()
+        if self.admin_couch is not None:
+            self.admin_couch.close()
 
 
 def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
@@ -87,13 +93,33 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         probe_interval=config.health_probe_seconds,
     )
     databases = open_databases(couch, config.db_prefix)
+    # least privilege: with COUCHDB_ADMIN_USER set, only set-up uses that account and requests
+    # go out as COUCHDB_USER, a member of the application's databases (docs/operations.md)
+    admin_couch = None
+    setup_databases = databases
+    members: tuple[str, ...] = ()
+    setup_user, setup_password = config.couchdb_user, config.couchdb_password
+    if config.couchdb_admin_user:
+        setup_user, setup_password = config.couchdb_admin_user, config.couchdb_admin_password
+        admin_couch = CouchDBClient(
+            config.all_node_urls,
+            user=setup_user,
+            password=setup_password,
+            timeout=config.couchdb_timeout_seconds,
+        )
+        setup_databases = open_databases(admin_couch, config.db_prefix)
+        members = (config.couchdb_user,) if config.couchdb_user else ()
     if install_schema:
-        ensure_schema(databases)
-    users = UserRepository(databases.users)
-    notebook_repo = NotebookRepository(databases.notes)
-    memberships = MembershipRepository(databases.notes)
+        ensure_schema(setup_databases, members=members)
+    stopping = threading.Event()
+    # started by create_app; until then nothing is gated
+    warmup = Warmup(setup_databases, stopping, members=members)
+    gated = warmup.gate(databases)  # what request handling uses: cold indexes fail fast
+    users = UserRepository(gated.users)
+    notebook_repo = NotebookRepository(gated.notes)
+    memberships = MembershipRepository(gated.notes)
     notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
-    tokens = RefreshTokenRepository(databases.users)
+    tokens = RefreshTokenRepository(gated.users)
     auth = AuthService(
         users=users,
         tokens=tokens,
@@ -101,7 +127,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
-        limits=abuse_limits(config, ThrottleRepository(databases.throttle)),
+        limits=abuse_limits(config, ThrottleRepository(gated.throttle)),
         hashing=PasswordHashing(
             config.password_hash_concurrency,
             config.password_hash_wait_seconds,
@@ -113,21 +139,23 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         ),
         memberships=memberships,
     )
-    note_repo = NoteRepository(databases.notes)
+    note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
-    replication = ReplicationManager(
+    manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),
-        user=config.couchdb_user,
-        password=config.couchdb_password,
+        user=setup_user,
+        password=setup_password,
         continuous=config.continuous_replication,
         retry_seconds=config.replication_retry_seconds,
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
     )
+    replication = ReplicationService(manager)
     permissions = PermissionPolicy(notebooks, note_repo.get)
     return Services(
-        config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions
-    )
+        config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
+        warmup, stopping, admin_couch,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 from config.settings import Config
 from notebook.core.domain import Membership, Note, Notebook, NoteRevision, User
 from notebook.core.errors import InvalidInput, NotFound, VersionConflict
-from notebook.database.couchdb_client import CouchDBClient
+from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import ensure_schema, open_databases
 from notebook.database.repository import (
     EmailTaken,
@@ -62,7 +62,7 @@ def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
         )
         return
     config: Config = request.getfixturevalue("config")
-    client = CouchDBClient(config.couchdb_url)
+    client = CouchDBClient(config.couchdb_url, user=config.couchdb_user, password=config.couchdb_password)
     databases = open_databases(client, config.db_prefix)
     ensure_schema(databases)
     yield Repositories(

@@ -16,7 +16,7 @@ from notebook.api.errors import (
     internal_error_extensions,
 )
 from notebook.core import errors
-from notebook.database.couchdb_client import DatabaseUnavailable, DocumentConflict
+from notebook.database.couch import DatabaseUnavailable, DocumentConflict
 from notebook.utils.logging import request_id_var
 
 

@@ -1,4 +1,5 @@
-"""notebook.database.replication: job states from both server forms, ids, URLs and redaction."""
+"""notebook.database.replication: job states from both server forms, reading them in one call,
+ids, URLs, redaction, and a clustered CouchDB given as several URLs."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ import json
 import pytest
 
 from notebook.core.errors import InvalidInput
+from notebook.database.couch import CouchDBClient
 from notebook.database.replication import (
+    CLUSTERED,
+    MESH,
     JobState,
+    JobStateReader,
     LinkStatus,
     NodeStatus,
+    ReplicationError,
     ReplicationManager,
     ReplicationStatus,
     clean_url,
     job_id,
     job_state,
 )
+from tests.unit.couch_fake import FakeCluster, FakeNode
 
-# -- CouchDB 3: /_scheduler/docs/_replicator/<id> ------------------------------------------------
+# -- CouchDB 3: /_scheduler/docs/_replicator -------------------------------------------------------
 
 
 def scheduler(state: str, info: object = None) -> dict[str, object]:
@@ -169,3 +176,107 @@ def test_status_serializes_with_the_contract_fields() -> None:
     payload = json.loads(json.dumps(status.to_dict()))
     assert set(payload["nodes"][0]) == {"url", "healthy", "active", "version", "latency_ms"}
     assert set(payload["links"][0]) == {"source", "target", "database", "state", "last_error", "lag_seconds"}
+    assert payload["topology"] == MESH
+
+
+# -- reading states: one call per node, scheduler refusals ---------------------------------------
+
+
+def _jobs(node: FakeNode, count: int) -> list[str]:
+    node.dbs.setdefault("_replicator", {})
+    ids = [f"notebook-replication:n_notes:{i}" for i in range(count)]
+    for job in ids:
+        node.put_doc("_replicator", {"_id": job, "source": {"url": "a"}, "target": {"url": "b"}})
+    return ids
+
+
+def test_every_job_state_of_a_node_is_read_in_one_scheduler_call(cluster: FakeCluster) -> None:
+    node = cluster[0]
+    ids = _jobs(node, 6)
+    node.scheduler_states = {job: "running" for job in ids[:5]} | {"someone-else": "crashing"}
+    client = CouchDBClient(node.url, transport=cluster.transport)
+    reader = JobStateReader()
+    try:
+        states = reader.read(client, ids)
+        assert [states[job].state for job in ids] == ["running"] * 5 + ["pending"]  # not seen yet
+        node.log.clear()
+        reader.read(client, ids)
+    finally:
+        client.close()
+    # the job documents, then every scheduler entry at once: not one request per job
+    assert node.log == [("POST", "_replicator/_all_docs"), ("GET", "_scheduler/docs/_replicator")]
+
+
+@pytest.mark.parametrize("refusal", [401, 403, 404])
+def test_a_scheduler_that_refuses_us_means_reading_the_documents(cluster: FakeCluster, refusal: int) -> None:
+    node = cluster[0]
+    ids = _jobs(node, 2)
+    node.dbs["_replicator"][ids[0]]["_replication_state"] = "triggered"
+    node.scheduler_status = refusal  # 404: pouchdb-server; 401/403: CouchDB 3 with a non-admin account
+    client = CouchDBClient(node.url, transport=cluster.transport)
+    reader = JobStateReader()
+    try:
+        states = reader.read(client, ids)
+        assert reader.records_state_in_documents(client)
+        reader.read(client, ids)
+    finally:
+        client.close()
+    assert states[ids[0]] == JobState("running", None) and states[ids[1]].state == "pending"
+    assert len(node.sent("GET", "_scheduler/jobs")) == 1  # detected once per node
+    assert node.sent("GET", "_scheduler/docs/_replicator") == []
+
+
+# -- a clustered CouchDB given as several URLs ---------------------------------------------------
+
+
+def test_doors_to_one_cluster_get_no_replication_jobs(cluster: FakeCluster) -> None:
+    members = [f"couchdb@n{i}" for i in range(3)]
+    for node in cluster.nodes:
+        node.cluster_nodes = members
+    manager = ReplicationManager(cluster.urls(), ["n_notes", "n_users"], transport=cluster.transport)
+    try:
+        assert manager.ensure_mesh() == []
+        status = manager.status()
+        assert manager.measure_lag(timeout=1.0) == {}
+    finally:
+        manager.close()
+    assert status.topology == CLUSTERED and status.links == [] and status.healthy
+    assert [node.url for node in status.nodes] == cluster.urls()
+    assert all("_replicator" not in node.dbs for node in cluster.nodes)  # no job anywhere
+    assert "n_notes" in cluster[0].dbs  # the databases were created through one door
+
+
+def test_independent_servers_get_the_mesh(cluster: FakeCluster) -> None:
+    manager = ReplicationManager(cluster.urls()[:2], ["n_notes"], transport=cluster.transport)
+    try:
+        ids = manager.ensure_mesh()
+        assert manager.status().topology == MESH
+    finally:
+        manager.close()
+    assert len(ids) == 2
+    assert len(cluster[0].dbs["_replicator"]) == 1 and len(cluster[1].dbs["_replicator"]) == 1
+
+
+def test_a_cluster_with_a_door_down_is_still_a_cluster(cluster: FakeCluster) -> None:
+    for node in cluster.nodes:
+        node.cluster_nodes = ["couchdb@n0", "couchdb@n1", "couchdb@n2"]
+    cluster[0].down = True
+    manager = ReplicationManager(cluster.urls(), ["n_notes"], transport=cluster.transport)
+    try:
+        assert manager.ensure_mesh() == []
+        status = manager.status()
+    finally:
+        manager.close()
+    assert status.topology == CLUSTERED and not status.healthy
+    assert [node.healthy for node in status.nodes] == [False, True, True]
+
+
+def test_cluster_doors_mixed_with_other_servers_are_refused(cluster: FakeCluster) -> None:
+    cluster[0].cluster_nodes = cluster[1].cluster_nodes = ["couchdb@n0", "couchdb@n1"]
+    manager = ReplicationManager(cluster.urls(), ["n_notes"], transport=cluster.transport)
+    try:
+        with pytest.raises(ReplicationError, match="one URL per cluster"):
+            manager.ensure_mesh()
+    finally:
+        manager.close()
+    assert all("_replicator" not in node.dbs for node in cluster.nodes)

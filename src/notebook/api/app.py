@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from typing import Any
@@ -34,36 +33,14 @@ from notebook.api.http_security import (
 from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
-from notebook.database.couchdb_client import CouchError
-from notebook.database.design_docs import ensure_schema
 from notebook.utils.logging import configure_logging, request_id_var
+from notebook.warmup import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 # errors are logged once, by format_graphql_error; Ariadne's own error log would repeat them
 _ARIADNE_LOG = logging.getLogger("notebook.api.ariadne")
 _ARIADNE_LOG.setLevel(logging.CRITICAL)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class SchemaInstaller:
-    """Installs databases and views once; retried on demand while the database is down."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.ready = False
-        self._lock = threading.Lock()
-
-    def ensure(self) -> bool:
-        if self.ready:
-            return True
-        with self._lock:
-            if not self.ready:
-                try:
-                    ensure_schema(self.services.databases)
-                    self.ready = True
-                except CouchError as exc:
-                    log.warning("database not ready: %s", exc.reason)
-        return self.ready
 
 
 def _graphql_body() -> Any:
@@ -102,8 +79,11 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     services = services or bootstrap(config, install_schema=False)
     if len(services.couch.urls) > 1:
         services.couch.start_health_monitor()  # failover needs it; Services.close() stops it
-    installer = SchemaInstaller(services)
-    installer.ensure()
+    # schema and index builds run in the background: a worker answers at once (see warmup.py)
+    warmup = services.warmup
+    warmup.start()
+    if config.startup_wait_seconds > 0:
+        warmup.wait(config.startup_wait_seconds)
     app.extensions["notebook"] = services
     app.register_blueprint(replication_blueprint)
     if config.conflict_resolver:
@@ -150,9 +130,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @app.get("/ready")
     def ready() -> Any:
-        if installer.ensure() and services.couch.ping():
-            return jsonify(status="ready")
-        return jsonify(status="unavailable", reason="database unreachable"), 503
+        status = warmup.status()
+        if status["status"] == "ready" and not services.couch.ping():
+            status.update(status="unavailable", reason="database unreachable")
+        if status["status"] != "ready":
+            return jsonify(status), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return jsonify(status)
 
     @app.get("/graphql")
     def graphql_explorer() -> Any:
@@ -168,8 +151,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             return jsonify(error_body("BAD_USER_INPUT", message)), 400
         if not isinstance(data, dict):
             return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
-        if not installer.ensure():
-            return jsonify(error_body("SERVICE_UNAVAILABLE", "the database is unavailable")), 503
+        if not warmup.schema_installed:
+            message = "the database is unavailable" if warmup.state == "unavailable" else "starting up"
+            body = error_body("SERVICE_UNAVAILABLE", message, retryAfter=RETRY_AFTER_SECONDS)
+            return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
         peer = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), config.trusted_proxies)
         context = RequestContext(services, request.headers.get("Authorization"), client_ip=peer)
         try:

@@ -25,8 +25,8 @@ from graphql import (
 from notebook.bootstrap import Services
 from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, User
 from notebook.core.errors import Forbidden, Unauthenticated
-from notebook.database.replication import ReplicationStatus
 from notebook.services.auth_service import AuthResult
+from notebook.services.replication_service import ReplicationStatus
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "core" / "schema"
 

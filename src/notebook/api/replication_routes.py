@@ -19,7 +19,7 @@ from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
 from notebook.core.domain import User
 from notebook.core.errors import DomainError, InvalidInput, Unauthenticated
-from notebook.database.replication import ReplicationStatus
+from notebook.services.replication_service import ReplicationStatus
 
 blueprint = Blueprint("replication", __name__, url_prefix="/api")
 
@@ -116,6 +116,7 @@ def status_json(status: ReplicationStatus) -> dict[str, Any]:
         "nodes": [_camel(asdict(node)) for node in status.nodes],
         "links": [_camel(asdict(link)) for link in status.links],
         "healthy": status.healthy,
+        "topology": status.topology,
     }
 
 

@@ -54,3 +54,17 @@ class PayloadTooLarge(DomainError):
 
 class ServiceUnavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class StorageError(Exception):
+    """A failure reported by the storage below the services.
+
+    The database layer raises only subclasses of this (its CouchDB errors derive from it), so a
+    service handles storage failures without knowing which database sits below. It is not a
+    DomainError: its message is for logs; a client sees it as an internal error, except when it
+    is also a `ServiceUnavailable` (the database cannot be reached).
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        Exception.__init__(self, message)
+        self.reason = reason or message

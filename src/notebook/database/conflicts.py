@@ -5,6 +5,8 @@ How conflicts are found, on CouchDB 3 and pouchdb-server alike:
   change with more than one leaf is a candidate;
 - the `conflicted` view (map functions see `_conflicts`) lists every conflicted document no
   matter which node's feed position we hold, so nothing is missed after a failover.
+Feed positions are kept per node and a request carrying one goes to that node only: a position
+from another node makes CouchDB 3 replay its feed from 0 (server_differences D5).
 Every write here is idempotent: a second resolver doing the same work gets a harmless 409.
 """
 
@@ -14,7 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from notebook.database.couchdb_client import BadRequest, Database
+from notebook.database.couch import BadRequest, Database
+from notebook.database.couch.server_differences import CHANGES_START
 from notebook.database.design_docs import NOTES_DESIGN, USERS_DESIGN
 
 log = logging.getLogger(__name__)
@@ -51,23 +54,34 @@ class ConflictStore:
     def __init__(self, db: Database, design: str) -> None:
         self.db = db
         self.design = design
+        self._positions: dict[str, Any] = {}  # node URL -> position in that node's changes feed
+
+    @property
+    def positions(self) -> dict[str, Any]:
+        """The changes-feed position held for each node (by URL)."""
+        return dict(self._positions)
 
     def conflicted_ids(self, limit: int = 200) -> list[str]:
         rows = self.db.view(self.design, "conflicted", limit=limit)["rows"]
         return list(dict.fromkeys(row["id"] for row in rows))
 
-    def changed_with_leaves(self, since: str | int, limit: int = 500) -> tuple[list[str], Any]:
-        """Changes after `since` (answered at once, not held open: pouchdb-server keeps a
-        longpoll open past its `timeout`, which looked like a dead node); return the ids that
-        have more than one leaf, and the new position."""
+    def changed_with_leaves(self, limit: int = 500) -> list[str]:
+        """The ids with more than one leaf among the changes since the last call, read from the
+        node the client uses now and with that node's own position; a node read for the first
+        time (or that no longer knows its position) starts at "now"."""
+        node = self.db.client.active_url
+        since = self._positions.get(node)
+        if since is None:
+            result = self.db.changes(since=CHANGES_START, limit=1, node=node)
+            self._positions[node] = result.get("last_seq", CHANGES_START)
+            return []
         try:
-            result = self.db.changes(since=since, style="all_docs", limit=limit)
+            result = self.db.changes(since=since, style="all_docs", limit=limit, node=node)
         except BadRequest:
-            # a position from another node: start again from now
-            result = self.db.changes(since="now", limit=1)
-            return [], result.get("last_seq", "now")
-        ids = [row["id"] for row in result["results"] if len(row.get("changes", [])) > 1]
-        return ids, result.get("last_seq", since)
+            self._positions.pop(node, None)  # not a position of this node's feed (any more)
+            return []
+        self._positions[node] = result.get("last_seq", since)
+        return [row["id"] for row in result["results"] if len(row.get("changes", [])) > 1]
 
     def leaves(self, doc_id: str) -> list[Leaf]:
         """The winning leaf first, then the losing live leaves; [] if the document is gone."""

@@ -18,10 +18,9 @@ from typing import Any
 
 from notebook.core import validation
 from notebook.core.domain import METADATA_REASON, Note, NoteRevision, User, format_time, revision_id, utc_now
-from notebook.core.errors import InvalidInput, VersionConflict
+from notebook.core.errors import InvalidInput, StorageError, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
 from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
-from notebook.database.couchdb_client import CouchError
 from notebook.database.repository import NoteRepository, note_from_doc
 
 log = logging.getLogger(__name__)
@@ -119,21 +118,22 @@ class ConflictResolver:
 
     def run(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
         """Follow the notes changes feed every `poll_seconds` until `stop` is set; sweep the
-        `conflicted` views every third round."""
-        since: Any = "now"
+        `conflicted` views every third round. Feed positions are kept per node by the store
+        (a position from one node means nothing on another), and the sweep covers whatever a
+        node's feed was not followed for."""
         last_sweep = -float("inf")
         while not stop.is_set():
             try:
                 if time.monotonic() - last_sweep >= poll_seconds * 3:
                     last_sweep = time.monotonic()
                     self.resolve_pending()
-                ids, since = self.notes_store.changed_with_leaves(since)
+                ids = self.notes_store.changed_with_leaves()
                 report = ResolverReport()
                 for doc_id in ids:
                     self._resolve_one(self.notes_store, doc_id, report)
                 if not ids:
                     stop.wait(poll_seconds)
-            except CouchError as exc:
+            except StorageError as exc:
                 log.warning("conflict resolver waiting for the database: %s", exc.reason)
                 stop.wait(poll_seconds)
             except Exception:
@@ -156,7 +156,7 @@ class ConflictResolver:
                 self._revoke_replayed_family(store, doc_id, report)
                 if store.settle_by_rule(doc_id):
                     report.other_documents += 1
-        except (CouchError, VersionConflict) as exc:
+        except (StorageError, VersionConflict) as exc:
             report.errors += 1
             log.info("conflict on %s not settled this round: %s", doc_id, exc)
 
