@@ -20,7 +20,7 @@ def create_admin(email: str, revoke: bool = False) -> int:
     """Grant (or take away) the admin flag of the account with this e-mail address."""
     from notebook.bootstrap import bootstrap
     from notebook.core.errors import DomainError
-    from notebook.database.couchdb_client import CouchError
+    from notebook.database.couch import CouchError
 
     try:
         services = bootstrap(load_config(), install_schema=False)

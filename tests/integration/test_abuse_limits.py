@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from notebook.database.local_server import LocalCluster, free_port
+from devtools.local_server import free_port
 from tests.integration.test_server_process import BIN, ServerProcess, _environment
+from tests.support.servers import NodeSet
 
 PASSWORD = "correct horse battery"
 PER_ACCOUNT_IP = 3
@@ -62,11 +63,12 @@ def _client_ip() -> str:
 
 @pytest.fixture(scope="module")
 def servers(
-    couch_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+    couch_node: NodeSet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[ServerProcess]]:
     env = _environment(
         FLASK_ENV="testing",
         COUCHDB_URL=couch_node.urls[0],
+        **couch_node.environment(),
         COUCHDB_DB_PREFIX=f"l{uuid.uuid4().hex[:10]}_",
         TRUSTED_PROXIES="127.0.0.1",
         LOGIN_FAILURES_PER_ACCOUNT_IP=str(PER_ACCOUNT_IP),

@@ -149,6 +149,8 @@ def test_create_admin_command(
     monkeypatch.setenv("FLASK_ENV", "testing")
     monkeypatch.setenv("COUCHDB_URL", config.couchdb_url)
     monkeypatch.setenv("COUCHDB_DB_PREFIX", config.db_prefix)
+    monkeypatch.setenv("COUCHDB_USER", config.couchdb_user)
+    monkeypatch.setenv("COUCHDB_PASSWORD", config.couchdb_password)
     assert gql.data(ME, token=user["token"])["me"]["isAdmin"] is False
     assert cli.main(["create-admin", user["user"]["email"]]) == 0
     assert gql.data(ME, token=user["token"])["me"]["isAdmin"] is True

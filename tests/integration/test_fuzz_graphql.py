@@ -21,7 +21,7 @@ import pytest
 import schemathesis
 
 import notebook.core.errors
-import notebook.database.couchdb_client
+import notebook.database.couch
 import notebook.database.replication
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -37,7 +37,7 @@ def _internal_exception_names() -> set[str]:
         and issubclass(value, BaseException)
         and name.endswith(("Error", "Exception"))
     }
-    for module in (notebook.core.errors, notebook.database.couchdb_client, notebook.database.replication):
+    for module in (notebook.core.errors, notebook.database.couch, notebook.database.replication):
         names |= {
             name
             for name, value in vars(module).items()

@@ -13,8 +13,8 @@ import pytest
 from graphql import get_introspection_query
 
 from config.settings import Config, load_config
-from notebook.database.local_server import LocalCluster
 from notebook.utils.logging import JsonFormatter
+from tests.support.servers import NodeSet
 
 COUNT = "{ notes { totalCount } }"
 
@@ -87,13 +87,14 @@ def test_a_batch_is_refused_clearly(client: Any) -> None:
     assert "batch" in error["message"]
 
 
-def test_limits_follow_the_settings(couch_node: LocalCluster) -> None:
+def test_limits_follow_the_settings(couch_node: NodeSet) -> None:
     from notebook.api.app import create_app
 
     config = load_config(
         {"FLASK_ENV": "testing", "GRAPHQL_MAX_DEPTH": "2", "GRAPHQL_MAX_ALIASES": "1"},
         couchdb_url=couch_node.urls[0],
         db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        **couch_node.credentials(),
     )
     app = create_app(config)
     try:
@@ -120,7 +121,7 @@ def test_development_tools_load_the_schema_through_introspection(gql: Any, confi
 
 
 @pytest.fixture
-def locked_down(couch_node: LocalCluster) -> Iterator[Any]:
+def locked_down(couch_node: NodeSet) -> Iterator[Any]:
     """An app with production's GraphQL switches (introspection, suggestions, explorer off)."""
     from notebook.api.app import create_app
 
@@ -139,6 +140,7 @@ def locked_down(couch_node: LocalCluster) -> Iterator[Any]:
         graphql_introspection=production.graphql_introspection,
         graphql_explorer=production.graphql_explorer,
         graphql_field_suggestions=production.graphql_field_suggestions,
+        **couch_node.credentials(),
     )
     app = create_app(config)
     yield app.test_client()

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 
 from config.settings import load_config
-from notebook.database.local_server import LocalCluster
 from tests.conftest import GraphQL
+from tests.support.servers import NodeSet
 
 OK = "OK"
 CALLERS = ("OWNER", "EDITOR", "VIEWER", "STRANGER", "ANONYMOUS")
@@ -432,11 +432,14 @@ class Matrix:
 
 
 @pytest.fixture(scope="module")
-def matrix(couch_node: LocalCluster) -> Iterator[Matrix]:
+def matrix(couch_node: NodeSet) -> Iterator[Matrix]:
     from notebook.api.app import create_app
 
     config = load_config(
-        {"FLASK_ENV": "testing"}, couchdb_url=couch_node.urls[0], db_prefix=f"m{uuid.uuid4().hex[:10]}_"
+        {"FLASK_ENV": "testing"},
+        couchdb_url=couch_node.urls[0],
+        db_prefix=f"m{uuid.uuid4().hex[:10]}_",
+        **couch_node.credentials(),
     )
     app = create_app(config)
     yield Matrix(app)

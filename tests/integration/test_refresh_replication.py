@@ -18,12 +18,12 @@ import pytest
 
 from config.settings import load_config
 from notebook.api.app import create_app
-from notebook.database.couchdb_client import CouchDBClient, Database
+from notebook.database.couch import CouchDBClient, Database
 from notebook.database.design_docs import database_names
-from notebook.database.local_server import LocalCluster
 from notebook.database.replication import ReplicationManager
 from notebook.utils.crypto_utils import token_digest
 from tests.conftest import GraphQL
+from tests.support.servers import NodeSet, start_nodes
 from tests.support.tcp_proxy import TcpProxy
 
 REFRESH = """mutation($token: String!) {
@@ -35,13 +35,17 @@ REPLICATION_SECONDS = 60
 
 
 class TwoNodes:
-    def __init__(self, nodes: LocalCluster, proxies: list[TcpProxy], prefix: str) -> None:
+    def __init__(self, nodes: NodeSet, proxies: list[TcpProxy], prefix: str) -> None:
         self.proxies = proxies
         users = database_names(prefix)["users"]
-        self.clients = [CouchDBClient(url) for url in nodes.urls]
+        self.clients = [CouchDBClient(url, user=nodes.user, password=nodes.password) for url in nodes.urls]
         self.users: list[Database] = [client.database(users) for client in self.clients]
         self.apps = [
-            create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix))
+            create_app(
+                load_config(
+                    {"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **nodes.credentials()
+                )
+            )
             for url in nodes.urls
         ]
         self.gql = [GraphQL(app.test_client()) for app in self.apps]
@@ -68,13 +72,15 @@ def wait_until(condition: Callable[[], Any], what: str, seconds: float = REPLICA
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
-    nodes = LocalCluster(tmp_path_factory.mktemp("refresh-nodes"), nodes=2)
-    nodes.start()
+    nodes = start_nodes(tmp_path_factory.mktemp("refresh-nodes"), 2)
+    nodes.require_process_control()  # its proxies sit on loopback in front of nodes we started
     proxies = [TcpProxy(node.port) for node in nodes.nodes]
     prefix = f"f{uuid.uuid4().hex[:8]}_"
     manager = ReplicationManager(
         nodes.urls,
         list(database_names(prefix).values()),
+        nodes.user,
+        nodes.password,
         peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
     )
     built: TwoNodes | None = None

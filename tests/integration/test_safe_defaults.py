@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from notebook.database.local_server import LocalCluster, free_port
+from devtools.local_server import free_port
 from tests.support.api_server import (
     BIN,
     PROJECT_ROOT,
@@ -20,6 +20,7 @@ from tests.support.api_server import (
     clean_environment,
     readme_gunicorn_command,
 )
+from tests.support.servers import NodeSet
 
 PRODUCTION = {
     "SECRET_KEY": "prod-" + uuid.uuid4().hex + uuid.uuid4().hex,
@@ -31,7 +32,7 @@ REGISTER = """mutation($email: String!) {
 
 
 @pytest.fixture
-def readme_gunicorn(couch_node: LocalCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+def readme_gunicorn(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
     """The README's gunicorn line as written (but on loopback), FLASK_ENV unset, production env vars."""
     port = free_port()
     env = clean_environment(
@@ -98,13 +99,14 @@ def test_production_refuses_the_debugger(tmp_path: Path) -> None:
     assert "FLASK_DEBUG" in result.stderr and result.stderr.strip().count("\n") == 0
 
 
-def _dev_server(couch_node: LocalCluster, tmp_path: Path, secret_file: Path, prefix: str) -> ServerProcess:
+def _dev_server(couch_node: NodeSet, tmp_path: Path, secret_file: Path, prefix: str) -> ServerProcess:
     port = free_port()
     env = clean_environment(
         FLASK_ENV="development",
         DEV_SECRET_KEY_FILE=str(secret_file),
         COUCHDB_URL=couch_node.urls[0],
         COUCHDB_DB_PREFIX=prefix,
+        **couch_node.environment(),
     )
     server = ServerProcess([str(BIN / "notebook-server"), "--port", str(port)], env, tmp_path, tmp_path, port)
     server.wait_healthy()
@@ -112,7 +114,7 @@ def _dev_server(couch_node: LocalCluster, tmp_path: Path, secret_file: Path, pre
 
 
 def test_development_keeps_its_generated_secret_across_restarts(
-    couch_node: LocalCluster, tmp_path: Path
+    couch_node: NodeSet, tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "var" / "dev_secret_key"
     prefix = f"d{uuid.uuid4().hex[:10]}_"
@@ -158,7 +160,7 @@ def test_make_run_and_cluster_say_development_explicitly() -> None:
 
 @pytest.mark.parametrize(("env", "console"), [("testing", 404), ("development", 200)])
 def test_flask_debug_starts_the_debugger_in_development_only(
-    couch_node: LocalCluster, tmp_path: Path, env: str, console: int
+    couch_node: NodeSet, tmp_path: Path, env: str, console: int
 ) -> None:
     port = free_port()
     settings = clean_environment(
@@ -167,6 +169,7 @@ def test_flask_debug_starts_the_debugger_in_development_only(
         DEV_SECRET_KEY_FILE=str(tmp_path / "secret"),
         COUCHDB_URL=couch_node.urls[0],
         COUCHDB_DB_PREFIX=f"d{uuid.uuid4().hex[:10]}_",
+        **couch_node.environment(),
     )
     server = ServerProcess(
         [str(BIN / "notebook-server"), "--port", str(port)], settings, tmp_path, tmp_path, port

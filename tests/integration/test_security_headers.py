@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from config.settings import load_config
-from notebook.database.local_server import LocalCluster, free_port
+from devtools.local_server import free_port
 from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment, raw_request
+from tests.support.servers import NodeSet
 
 ALLOWED_ORIGIN = "http://localhost:3000"  # the testing configuration's CORS_ORIGINS
 BODY_LIMIT = 4096
@@ -102,7 +103,7 @@ def test_cors_answers_only_the_configured_origins(client: Any) -> None:
 
 
 @pytest.fixture
-def production_cors_client(couch_node: LocalCluster) -> Iterator[Any]:
+def production_cors_client(couch_node: NodeSet) -> Iterator[Any]:
     """An app with production's CORS default: no origin at all."""
     from notebook.api.app import create_app
 
@@ -112,6 +113,7 @@ def production_cors_client(couch_node: LocalCluster) -> Iterator[Any]:
         couchdb_url=couch_node.urls[0],
         db_prefix=f"t{uuid.uuid4().hex[:10]}_",
         cors_origins=production.cors_origins,
+        **couch_node.credentials(),
     )
     app = create_app(config)
     yield app.test_client()
@@ -131,7 +133,7 @@ def test_production_allows_no_origin_unless_configured(production_cors_client: A
 
 @pytest.fixture(scope="module")
 def real_servers(
-    couch_node: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+    couch_node: NodeSet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServerProcess]]:
     """gunicorn (the README's way) and notebook-server in development (werkzeug), small body limit."""
     logs = tmp_path_factory.mktemp("servers")
@@ -139,6 +141,7 @@ def real_servers(
         "COUCHDB_URL": couch_node.urls[0],
         "COUCHDB_DB_PREFIX": f"h{uuid.uuid4().hex[:10]}_",
         "MAX_REQUEST_BYTES": str(BODY_LIMIT),
+        **couch_node.environment(),
     }
     servers: dict[str, ServerProcess] = {}
     try:

@@ -272,7 +272,7 @@ class TestSessions:
         fresh = auth.login("ada@example.com", PASSWORD)
         assert auth.authenticate(fresh.access_token).id == phone.user.id
 
-    def test_password_checks_of_account_operations_are_rate_limited_like_logins(self, auth: AuthService) -> None:
+    def test_account_password_checks_are_rate_limited_like_logins(self, auth: AuthService) -> None:
         # the fixture allows 3 failures per account and address: a stolen access token must not
         # turn changePassword or deleteAccount into an unlimited password oracle
         session = auth.register("ada@example.com", PASSWORD, client_ip="10.0.0.1")

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from notebook.database.couchdb_client import CouchError, Database
+from notebook.database.couch import CouchError, Database
 from notebook.database.design_docs import THROTTLE_DESIGN
 
 log = logging.getLogger(__name__)
