@@ -21,6 +21,7 @@ from tests.support.api_server import (
     readme_gunicorn_command,
 )
 from tests.support.servers import NodeSet
+from tests.support.waiting import wait_until
 
 PRODUCTION = {
     "SECRET_KEY": "prod-" + uuid.uuid4().hex + uuid.uuid4().hex,
@@ -110,6 +111,8 @@ def _dev_server(couch_node: NodeSet, tmp_path: Path, secret_file: Path, prefix: 
     )
     server = ServerProcess([str(BIN / "notebook-server"), "--port", str(port)], env, tmp_path, tmp_path, port)
     server.wait_healthy()
+    # indexes build in the background after start-up; the test registers once they are ready
+    wait_until(lambda: httpx.get(f"{server.url}/ready", timeout=10).status_code == 200, 120)
     return server
 
 

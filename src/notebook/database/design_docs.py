@@ -244,13 +244,14 @@ def ensure_members(db: Database, names: Sequence[str]) -> bool:
 
 
 def schema_views(databases: Databases) -> list[tuple[Database, str, str]]:
-    """Every (database, design, view) of the application, in the order they are built."""
+    """Every (database, design, view) of the application, in the order they are built: the
+    throttle's first, because login and register need them and they are small."""
     return [
         (db, design, view)
         for db, design, doc in (
+            (databases.throttle, THROTTLE_DESIGN, THROTTLE_DESIGN_DOC),
             (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
             (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
-            (databases.throttle, THROTTLE_DESIGN, THROTTLE_DESIGN_DOC),
         )
         for view in doc["views"]
     ]
