@@ -12,7 +12,8 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv node_modules deps run cluster test test-unit test-integration lint bench clean
+.PHONY: help venv node_modules deps run cluster test test-unit test-integration test-couchdb3 \
+	test-external lint bench clean
 
 help:
 	@echo "make run               API at http://127.0.0.1:5000/graphql with one local database node"
@@ -20,6 +21,9 @@ help:
 	@echo "make test              every test (starts and stops its own database nodes)"
 	@echo "make test-unit         unit tests only"
 	@echo "make test-integration  integration tests only"
+	@echo "make test-couchdb3     integration tests on Apache CouchDB 3.4 nodes from \$$COUCHDB3_DIST"
+	@echo "                       (default ../shared/couchdb3)"
+	@echo "make test-external     integration tests on your nodes: NOTEBOOK_TEST_NODES=http://u:p@host:port,..."
 	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
 	@echo "make bench             benchmarks"
 	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
@@ -58,8 +62,16 @@ test-unit: venv
 test-integration: deps
 	$(VENV_PY) run_tests.py --integration $(ARGS)
 
+# The same integration tests on real Apache CouchDB 3.4 nodes started by $(COUCHDB3_DIST)/nodes.py
+# (see docs/testing.md). pouchdb-server is still installed: the dev-tool tests use it.
+test-couchdb3: deps
+	$(VENV_PY) run_tests.py --integration --server couchdb3 $(ARGS)
+
+test-external: deps
+	$(VENV_PY) run_tests.py --integration --server external $(ARGS)
+
 lint: venv
-	$(VENV)/bin/ruff check src config scripts tests
+	$(VENV)/bin/ruff check src config scripts tests devtools
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 

@@ -40,6 +40,10 @@ class Config:
     couchdb_url: str = "http://127.0.0.1:5984/"
     couchdb_user: str = ""
     couchdb_password: str = ""
+    # optional server admin for set-up only (databases, _security, design documents, replication
+    # jobs); requests then use COUCHDB_USER, which needs only database membership
+    couchdb_admin_user: str = ""
+    couchdb_admin_password: str = ""
     db_prefix: str = "notebook_"
     couchdb_timeout_seconds: float = 10.0
 
@@ -50,6 +54,9 @@ class Config:
     revision_retention: int = 100
     conflict_resolver: bool = True
     conflict_poll_seconds: float = 5.0
+    # create_app waits this long for the background start-up work (schema, index builds);
+    # 0 = never: a worker answers at once and /ready says "warming" until the indexes are built
+    startup_wait_seconds: float = 0.0
 
     encryption_key_path: str = "config/encryption.key"
     key_store_path: str = "config/key_store.json"
@@ -95,6 +102,7 @@ class TestingConfig(Config):
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
     conflict_resolver: bool = False  # tests drive the resolver themselves
+    startup_wait_seconds: float = 60.0  # tests start on built indexes (test_warmup.py does not)
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COUCHDB_URL": ("couchdb_url", str),
     "COUCHDB_USER": ("couchdb_user", str),
     "COUCHDB_PASSWORD": ("couchdb_password", str),
+    "COUCHDB_ADMIN_USER": ("couchdb_admin_user", str),
+    "COUCHDB_ADMIN_PASSWORD": ("couchdb_admin_password", str),
     "COUCHDB_DB_PREFIX": ("db_prefix", str),
     "COUCHDB_TIMEOUT_SECONDS": ("couchdb_timeout_seconds", float),
     "REPLICATION_NODES": ("replication_nodes", _list),
@@ -137,6 +147,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REVISION_RETENTION": ("revision_retention", int),
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
     "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
+    "STARTUP_WAIT_SECONDS": ("startup_wait_seconds", float),
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
     "CORS_ORIGINS": ("cors_origins", _list),

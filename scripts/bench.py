@@ -25,9 +25,9 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
         sys.path.insert(0, str(_path))
 
 from config.settings import load_config  # noqa: E402
+from devtools.local_server import LocalCluster, ensure_pouchdb_server  # noqa: E402
 from notebook.api.app import create_app  # noqa: E402
 from notebook.database.design_docs import warm_views  # noqa: E402
-from notebook.database.local_server import LocalCluster, ensure_pouchdb_server  # noqa: E402
 
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "

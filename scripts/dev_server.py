@@ -28,7 +28,7 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from notebook.database.local_server import (  # noqa: E402
+from devtools.local_server import (  # noqa: E402
     LOOPBACK,
     LocalCluster,
     LocalNode,
@@ -96,8 +96,19 @@ def supervise(nodes: list[LocalNode], restart_after: float, stop: threading.Even
                 down_since.pop(index, None)
 
 
-def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    """First SIGTERM/SIGINT: stop like Ctrl-C (API first, then the nodes).
+
+    Further signals are only noted: raising again inside the clean-up would abort
+    `cluster.stop()` half-way with a traceback and leave the nodes to the atexit hook.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _already_stopping)
     raise KeyboardInterrupt
+
+
+def _already_stopping(signum: int, _frame: object) -> None:
+    print(f"{signal.Signals(signum).name} received: already stopping the database nodes", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = PROJECT_ROOT / data_dir
 
     # SIGTERM (e.g. from a process manager) shuts down like Ctrl-C: API first, then the nodes.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
 
     try:
         executable = ensure_pouchdb_server(PROJECT_ROOT)
@@ -174,11 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A stop requested some other way (an error) also ignores signals from here on.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _already_stopping)
+        print("stopping database nodes...", flush=True)
         stop.set()
         for helper in helpers:
             helper.join(timeout=35)  # a node restart in progress finishes before the nodes stop
-        print("stopping database nodes...", flush=True)
         cluster.stop()
+        print("database nodes stopped", flush=True)
+        # Python puts back the default handlers while it exits; ignoring is kept, so a late
+        # signal cannot turn a clean exit into "killed by SIGTERM".
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return 0
 
 

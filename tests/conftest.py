@@ -10,34 +10,42 @@ from typing import Any
 import pytest
 
 from config.settings import Config, load_config
-from notebook.database.local_server import LocalCluster, ensure_pouchdb_server
+from tests.support.servers import NodeSet, server_kind, start_nodes
 
 TESTS_DIR = Path(__file__).resolve().parent
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database server: {server_kind()} (NOTEBOOK_TEST_SERVER; see docs/testing.md)"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    kind = server_kind()
     for item in items:
         if Path(str(item.fspath)).is_relative_to(TESTS_DIR / "integration"):
             item.add_marker(pytest.mark.integration)
+        for marker in item.iter_markers("servers"):
+            if kind not in marker.args:
+                reason = marker.kwargs.get("reason", "")
+                item.add_marker(pytest.mark.skip(reason=f"only on {', '.join(marker.args)}: {reason}"))
 
 
 @pytest.fixture(scope="session")
-def couch_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One pouchdb-server node on a free loopback port for the whole test session."""
-    ensure_pouchdb_server()
-    cluster = LocalCluster(tmp_path_factory.mktemp("couch"), nodes=1)
-    cluster.start()
-    yield cluster
-    cluster.stop()
+def couch_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeSet]:
+    """One node of the server under test (NOTEBOOK_TEST_SERVER) for the whole session."""
+    nodes = start_nodes(tmp_path_factory.mktemp("couch"), 1)
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture
-def config(couch_node: LocalCluster) -> Config:
+def config(couch_node: NodeSet) -> Config:
     """Testing configuration on its own database prefix, so tests never see each other's data."""
     return load_config(
         {"FLASK_ENV": "testing"},
         couchdb_url=couch_node.urls[0],
         db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        **couch_node.credentials(),
     )
 
 

@@ -1,4 +1,4 @@
-"""Failover on three real pouchdb-server nodes in CouchDB's own full-mesh replication.
+"""Failover on three real nodes of the server under test in CouchDB's own full-mesh replication.
 
 The app prefers node 0. These tests SIGKILL that node while the app serves, restart it, and
 check that the app kept serving, failed back, and that every write it acknowledged is on all
@@ -28,12 +28,14 @@ import httpx
 import pytest
 
 from config.settings import Config, load_config
+from devtools.local_server import free_port
 from notebook.database.design_docs import NOTES_DESIGN, NOTES_DESIGN_DOC, database_names
-from notebook.database.local_server import LocalCluster, LocalNode, ensure_pouchdb_server, free_port
 from notebook.database.replication import ReplicationManager
+from tests.support.servers import NodeSet, TestNode, start_nodes
+from tests.support.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RESULTS_FILE = PROJECT_ROOT / "var" / "test-results" / "failover_under_load.json"
+RESULTS_DIR = PROJECT_ROOT / "var" / "test-results"
 
 LOAD_SECONDS = 22.0
 KILL_AFTER_SECONDS = 5.0
@@ -51,27 +53,22 @@ REGISTER = """mutation($email: String!, $password: String!) {
   register(email: $email, password: $password) { accessToken } }"""
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 # -- the cluster -------------------------------------------------------------------------------
 
 
 @dataclass
 class Mesh:
-    cluster: LocalCluster
+    cluster: NodeSet
     prefix: str
     manager: ReplicationManager
 
     @property
-    def nodes(self) -> list[LocalNode]:
+    def clustered(self) -> bool:
+        """One clustered CouchDB with three doors, instead of three replicating servers."""
+        return self.cluster.clustered
+
+    @property
+    def nodes(self) -> list[TestNode]:
         return self.cluster.nodes
 
     @property
@@ -85,10 +82,11 @@ class Mesh:
             replication_nodes=(self.nodes[1].url, self.nodes[2].url),
             db_prefix=self.prefix,
             health_probe_seconds=0.25,
+            **self.cluster.credentials(),
             **overrides,
         )
 
-    def docs(self, node: LocalNode, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def docs(self, node: TestNode, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Winning bodies (with `_conflicts`) of these notes on one node; missing ones left out."""
         status, body = node.request(
             "POST", f"{self.notes_db}/_all_docs?include_docs=true&conflicts=true", {"keys": ids}, timeout=30
@@ -96,7 +94,7 @@ class Mesh:
         assert status == 200, body
         return {row["key"]: row["doc"] for row in body["rows"] if row.get("doc")}
 
-    def missing_revisions(self, node: LocalNode, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
+    def missing_revisions(self, node: TestNode, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
         """The wanted revisions that are in no leaf's history of the note on `node`.
 
         Not `_revs_diff`: pouchdb-server reports there every ancestor whose body it does not
@@ -120,35 +118,50 @@ class Mesh:
         }
         return {doc_id: revs for doc_id, revs in missing.items() if revs}
 
-    def leaves(self, node: LocalNode, doc_id: str) -> Any:
+    def leaves(self, node: TestNode, doc_id: str) -> Any:
         """Every leaf of a note with its revision history (for diagnostics)."""
         path = f"{self.notes_db}/{quote(doc_id, safe='')}?open_revs=all&revs=true"
         return node.request("GET", path, timeout=30)[1]
 
-    def has_design_doc(self, node: LocalNode) -> bool:
+    def has_design_doc(self, node: TestNode) -> bool:
         status, _ = node.request("GET", f"{self.notes_db}/_design/{NOTES_DESIGN}")
         return status == 200
 
-    def warm_views(self, node: LocalNode) -> None:
+    def warm_views(self, node: TestNode) -> None:
         """Build the views once, as `ReplicationManager.add_node` does for a node that joins."""
         for view in NOTES_DESIGN_DOC["views"]:
             status, body = node.request("GET", f"{self.notes_db}/_design/{NOTES_DESIGN}/_view/{view}?limit=0")
             assert status == 200, body
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    ensure_pouchdb_server()
-    cluster = LocalCluster(tmp_path_factory.mktemp("failover"), nodes=3)
-    cluster.start()
+TOPOLOGIES = [
+    pytest.param("mesh", id="replicating-nodes"),
+    pytest.param(
+        "cluster",
+        id="one-cluster",
+        marks=pytest.mark.servers("couchdb3", reason="nodes.py --cluster: clustering is CouchDB 3 only"),
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """Three independent nodes in a replication mesh, or (CouchDB 3) ONE cluster of three nodes,
+    where the app's three URLs are doors to the same databases and nothing is replicated."""
+    clustered = request.param == "cluster"
+    cluster = start_nodes(tmp_path_factory.mktemp(f"failover-{request.param}"), 3, cluster=clustered)
+    cluster.require_process_control()
     prefix = f"f{uuid.uuid4().hex[:8]}_"
-    manager = ReplicationManager(cluster.urls, list(database_names(prefix).values()), retry_seconds=2)
+    manager = ReplicationManager(
+        cluster.urls, list(database_names(prefix).values()), cluster.user, cluster.password, retry_seconds=2
+    )
     stop_watch = threading.Event()
     try:
-        manager.ensure_mesh()
-        # the repair loop an operator runs: restarts a job the node loss may have failed
-        watcher = threading.Thread(target=manager.watch, args=(stop_watch,), daemon=True)
-        watcher.start()
+        if not clustered:
+            manager.ensure_mesh()
+            # the repair loop an operator runs: restarts a job the node loss may have failed
+            watcher = threading.Thread(target=manager.watch, args=(stop_watch,), daemon=True)
+            watcher.start()
         yield Mesh(cluster, prefix, manager)
     finally:
         stop_watch.set()
@@ -165,6 +178,8 @@ def ready_app_schema(mesh: Mesh) -> None:
 
 def wait_for_replication(mesh: Mesh, timeout: float = 60.0) -> dict[str, float]:
     """Wait until a canary crosses every link (node 0 was killed before); lag figures per link."""
+    if mesh.clustered:
+        return {}  # nothing replicates: the cluster keeps its own copies
     deadline = time.monotonic() + timeout
     while True:
         lags = mesh.manager.measure_lag(timeout=10.0)
@@ -174,7 +189,7 @@ def wait_for_replication(mesh: Mesh, timeout: float = 60.0) -> dict[str, float]:
 
 
 def restart_and_wait_for_failback(
-    node: LocalNode, active_url: Callable[[], str], timeout: float = 60
+    node: TestNode, active_url: Callable[[], str], timeout: float = 60
 ) -> float:
     """Restart `node` (the preferred one) and return seconds until the client routes to it again."""
     node.restart()
@@ -409,6 +424,7 @@ def app_server(mesh: Mesh, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "COUCHDB_DB_PREFIX": mesh.prefix,
         "HEALTH_PROBE_SECONDS": "0.25",
         "LOG_LEVEL": "WARNING",
+        **mesh.cluster.environment(),
     }
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as output:
@@ -577,7 +593,10 @@ def test_node_loss_under_load_loses_no_acknowledged_write(
             "documents_found_applied": sum(event["already_applied"] for event in uncertain),
             "documents_sent_again": sum(event["sent_again"] for event in uncertain),
         },
-        "replication_lag_before_load_ms_p50": round(statistics.median(lags_before.values()) * 1000, 1),
+        "topology": "cluster" if mesh.clustered else "mesh",
+        "replication_lag_before_load_ms_p50": (
+            round(statistics.median(lags_before.values()) * 1000, 1) if lags_before else None
+        ),
         "converged": is_converged,
         "convergence_seconds": round(convergence_seconds, 1),
         "latency_ms_p50": round(statistics.median(s for _, s in ledger.latencies) * 1000, 1),
@@ -596,13 +615,14 @@ def test_node_loss_under_load_loses_no_acknowledged_write(
         "lost_examples": lost_examples[:10],
         "lost_details": lost_details,
     }
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(figures, indent=2) + "\n")
+    results_file = RESULTS_DIR / f"failover_under_load-{mesh.cluster.kind}-{figures['topology']}.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(figures, indent=2) + "\n")
     with capsys.disabled():
         print(
             f"\nnode loss under load: acknowledged={ledger.acknowledged} lost={lost + lost_revisions} "
             f"failed={failed}/{ledger.attempts} ({figures['failed_ratio']:.1%}) {figures['failed_by_code']} "
-            f"converged in {figures['convergence_seconds']} s; figures in {RESULTS_FILE}"
+            f"converged in {figures['convergence_seconds']} s; figures in {results_file}"
         )
 
     assert is_converged, f"no convergence in {CONVERGENCE_SECONDS} s: {json.dumps(lost_details, indent=1)}"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from config.settings import Config
-from notebook.database.local_server import free_port
+from devtools.local_server import free_port
 
 
 def test_health(client: Any) -> None:

@@ -1,4 +1,4 @@
-"""notebook.database.local_server: real pouchdb-server nodes on 127.0.0.1 free ports."""
+"""devtools.local_server: real pouchdb-server nodes on 127.0.0.1 free ports."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from notebook.database.local_server import (
+from devtools.local_server import (
     LocalCluster,
     LocalNode,
     LocalNodeError,

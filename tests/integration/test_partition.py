@@ -1,6 +1,6 @@
 """A network partition between real replicating nodes: concurrent edits are merged, never lost.
 
-Three pouchdb-server nodes replicate in a full mesh; each node receives replication through a
+Three nodes of the server under test replicate in a full mesh; each node receives replication through a
 loopback TCP proxy (the mesh's `peer_urls`). Cutting the proxies partitions the nodes from each
 other while every node keeps accepting writes through its own app.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +19,11 @@ from config.settings import load_config
 from notebook.api.app import create_app
 from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import database_names
-from notebook.database.local_server import LocalCluster
 from notebook.database.replication import ReplicationManager
 from tests.conftest import GraphQL
+from tests.support.servers import NodeSet, start_nodes
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_for as wait_until
 
 PARAGRAPHS = "Intro paragraph.\n\nMiddle paragraph.\n\nClosing paragraph."
 NOTE = "id title content version revisions { content reason } conflicts { version content }"
@@ -30,14 +31,18 @@ CONVERGE_SECONDS = 90
 
 
 class Cluster:
-    def __init__(self, nodes: LocalCluster, proxies: list[TcpProxy], prefix: str) -> None:
+    def __init__(self, nodes: NodeSet, proxies: list[TcpProxy], prefix: str) -> None:
         self.nodes = nodes
         self.proxies = proxies
         self.prefix = prefix
         self.notes_db = database_names(prefix)["notes"]
-        self.clients = [CouchDBClient(url) for url in nodes.urls]
+        self.clients = [CouchDBClient(url, user=nodes.user, password=nodes.password) for url in nodes.urls]
         self.apps = [
-            create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix))
+            create_app(
+                load_config(
+                    {"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **nodes.credentials()
+                )
+            )
             for url in nodes.urls
         ]
         self.gql = [GraphQL(app.test_client()) for app in self.apps]
@@ -51,26 +56,18 @@ class Cluster:
             app.extensions["notebook"].resolver.resolve_pending()
 
 
-def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    nodes = LocalCluster(tmp_path_factory.mktemp("partition"), nodes=3)
-    nodes.start()
+    nodes = start_nodes(tmp_path_factory.mktemp("partition"), 3)
+    nodes.require_process_control()  # its proxies sit on loopback in front of nodes we started
     proxies = [TcpProxy(node.port) for node in nodes.nodes]
     prefix = f"p{uuid.uuid4().hex[:8]}_"
     # every node pushes its writes to the others through the receiving node's proxy
     manager = ReplicationManager(
         nodes.urls,
         list(database_names(prefix).values()),
+        nodes.user,
+        nodes.password,
         peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
     )
     manager.ensure_mesh()

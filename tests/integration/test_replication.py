@@ -1,9 +1,10 @@
-"""Replication mesh on three real pouchdb-server nodes: convergence, lag, setup, teardown,
-adding and removing a node, status, and the operators' REST API.
+"""Replication mesh on three real, independent nodes of the server under test (pouchdb-server or
+CouchDB 3): convergence, lag, setup, teardown, adding and removing a node, status, and the
+operators' REST API.
 
 pouchdb-server exits when one of its running `_replicator` jobs is deleted (docs/replication.md),
 so the tests that delete jobs (teardown, remove_node) supervise: `revive` starts every node that
-exited again, as a process manager would.
+exited again, as a process manager would. CouchDB 3 nodes keep running; `revive` then does nothing.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from notebook.database.design_docs import (
     ensure_schema,
     open_databases,
 )
-from notebook.database.local_server import LocalCluster, LocalNode, ensure_pouchdb_server
 from notebook.database.replication import (
     ReplicationError,
     ReplicationManager,
     job_id,
     read_job_docs,
 )
+from tests.support.servers import NodeSet, start_nodes
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +48,11 @@ DATABASES = list(database_names(PREFIX).values())
 NOTES = database_names(PREFIX)["notes"]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    """Poll `condition` until true or `timeout`; the result, not the time taken, is asserted."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    return bool(wait_until(condition, timeout, interval=0.05))
 
 
-def revive(cluster: LocalCluster, after_deleting_jobs: bool = False) -> list[int]:
+def revive(cluster: NodeSet, after_deleting_jobs: bool = False) -> list[int]:
     """Start again every node whose process exited (the supervision pouchdb-server needs).
 
     `after_deleting_jobs`: jobs were just deleted on every node, so give pouchdb-server's nodes a
@@ -73,31 +68,31 @@ def revive(cluster: LocalCluster, after_deleting_jobs: bool = False) -> list[int
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    ensure_pouchdb_server()
-    local = LocalCluster(tmp_path_factory.mktemp("replication"), nodes=3)
-    local.start()
-    yield local
-    local.stop()
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeSet]:
+    nodes = start_nodes(tmp_path_factory.mktemp("replication"), 3)
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture(scope="module")
-def clients(cluster: LocalCluster) -> Iterator[list[CouchDBClient]]:
-    made = [CouchDBClient(url, timeout=5.0) for url in cluster.urls]
+def clients(cluster: NodeSet) -> Iterator[list[CouchDBClient]]:
+    made = [
+        CouchDBClient(url, user=cluster.user, password=cluster.password, timeout=5.0) for url in cluster.urls
+    ]
     yield made
     for client in made:
         client.close()
 
 
 @pytest.fixture(scope="module")
-def manager(cluster: LocalCluster) -> Iterator[ReplicationManager]:
-    made = ReplicationManager(cluster.urls, DATABASES, timeout=5.0)
+def manager(cluster: NodeSet) -> Iterator[ReplicationManager]:
+    made = ReplicationManager(cluster.urls, DATABASES, cluster.user, cluster.password, timeout=5.0)
     yield made
     made.close()
 
 
 @pytest.fixture
-def mesh(cluster: LocalCluster, manager: ReplicationManager) -> list[str]:
+def mesh(cluster: NodeSet, manager: ReplicationManager) -> list[str]:
     """Every node up, the mesh set up and every link running."""
     revive(cluster)
     ids = manager.ensure_mesh()
@@ -172,7 +167,7 @@ def test_canaries_are_invisible_to_the_application_views(
 
 
 def test_setup_is_idempotent(
-    mesh: list[str], clients: list[CouchDBClient], manager: ReplicationManager, cluster: LocalCluster
+    mesh: list[str], clients: list[CouchDBClient], manager: ReplicationManager, cluster: NodeSet
 ) -> None:
     assert len(mesh) == len(set(mesh)) == 3 * 2 * len(DATABASES)
     before = job_revisions(clients, mesh)
@@ -189,18 +184,21 @@ def test_setup_is_idempotent(
         assert sorted(on_source) == sorted(expected)
 
 
-def test_status_reports_nodes_and_running_links(mesh: list[str], manager: ReplicationManager) -> None:
+def test_status_reports_nodes_and_running_links(
+    mesh: list[str], manager: ReplicationManager, cluster: NodeSet
+) -> None:
     status = manager.status()
     assert [node.healthy for node in status.nodes] == [True, True, True]
     assert [node.active for node in status.nodes] == [True, False, False]
-    assert all(node.version == "4.2.0" and node.latency_ms is not None for node in status.nodes)
+    version = cluster.version()  # 4.2.0 on pouchdb-server, 3.4.x on CouchDB 3
+    assert all(node.version == version and node.latency_ms is not None for node in status.nodes)
     assert len(status.links) == 18
     assert {link.state for link in status.links} == {"running"}
     assert status.healthy
 
 
 def test_a_stopped_node_shows_in_the_status_and_catches_up_when_back(
-    mesh: list[str], cluster: LocalCluster, clients: list[CouchDBClient], manager: ReplicationManager
+    mesh: list[str], cluster: NodeSet, clients: list[CouchDBClient], manager: ReplicationManager
 ) -> None:
     cluster.nodes[2].kill()
     status = manager.status()
@@ -231,7 +229,7 @@ def test_a_stopped_node_shows_in_the_status_and_catches_up_when_back(
 
 def test_add_node_then_remove_it(
     mesh: list[str],
-    cluster: LocalCluster,
+    cluster: NodeSet,
     clients: list[CouchDBClient],
     manager: ReplicationManager,
     tmp_path: Path,
@@ -239,10 +237,9 @@ def test_add_node_then_remove_it(
     ensure_schema(open_databases(clients[0], PREFIX))  # design documents to copy
     notes_on(clients[0]).put({"_id": "before-the-new-node", "type": "probe"})
     assert wait_for(lambda: all(has_doc(client, "before-the-new-node") for client in clients))
-    extra = LocalNode(tmp_path / "node3")
-    extra.start()
-    extra.wait_ready()
-    new_client = CouchDBClient(extra.url, timeout=5.0)
+    extra_nodes = start_nodes(tmp_path / "node3", 1, skip_external=3)
+    extra = extra_nodes[0]
+    new_client = CouchDBClient(extra.url, user=cluster.user, password=cluster.password, timeout=5.0)
     try:
         added = manager.add_node(extra.url, timeout=30)
         print(f"\nnew node caught up: {added.caught_up} in {added.seconds:.2f}s")
@@ -266,7 +263,7 @@ def test_add_node_then_remove_it(
         assert len(manager.status().links) == 18
     finally:
         new_client.close()
-        extra.stop()
+        extra_nodes.stop()
 
 
 def test_removing_an_unknown_node_is_not_found(manager: ReplicationManager) -> None:
@@ -280,7 +277,7 @@ def test_removing_an_unknown_node_is_not_found(manager: ReplicationManager) -> N
 
 
 @pytest.fixture(scope="module")
-def app(cluster: LocalCluster) -> Iterator[Any]:
+def app(cluster: NodeSet) -> Iterator[Any]:
     from notebook.api.app import create_app
 
     config = load_config(
@@ -288,6 +285,7 @@ def app(cluster: LocalCluster) -> Iterator[Any]:
         couchdb_url=cluster.urls[0],
         replication_nodes=tuple(cluster.urls[1:]),
         db_prefix=PREFIX,
+        **cluster.credentials(),
     )
     application = create_app(config)
     yield application
@@ -342,7 +340,7 @@ def test_rest_api_needs_an_admin(app: Any, tokens: dict[str, str], method: str, 
 
 
 def test_rest_status_and_setup_for_an_admin(
-    mesh: list[str], app: Any, tokens: dict[str, str], cluster: LocalCluster
+    mesh: list[str], app: Any, tokens: dict[str, str], cluster: NodeSet
 ) -> None:
     client = app.test_client()
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
@@ -389,7 +387,7 @@ def test_openapi_document_describes_the_routes(app: Any) -> None:
         assert method.lower() in document["paths"][path], (method, path)
 
 
-def test_make_admin_script(app: Any, cluster: LocalCluster) -> None:
+def test_make_admin_script(app: Any, cluster: NodeSet) -> None:
     client = app.test_client()
     email = f"ops-{uuid.uuid4().hex[:6]}@example.com"
     register = (
@@ -402,6 +400,7 @@ def test_make_admin_script(app: Any, cluster: LocalCluster) -> None:
         "COUCHDB_URL": cluster.urls[0],
         "COUCHDB_DB_PREFIX": PREFIX,
         "REPLICATION_NODES": "",
+        **cluster.environment(),
     }
     result = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "make_admin.py"), email],
@@ -418,7 +417,7 @@ def test_teardown_removes_every_job_and_replication_stops(
     mesh: list[str],
     app: Any,
     tokens: dict[str, str],
-    cluster: LocalCluster,
+    cluster: NodeSet,
     clients: list[CouchDBClient],
     manager: ReplicationManager,
 ) -> None:
@@ -450,14 +449,11 @@ def test_teardown_removes_every_job_and_replication_stops(
 
 def test_status_never_shows_credentials(tmp_path: Path) -> None:
     """Nodes with an admin account, reached through password-bearing URLs, plus one that is down."""
-    secured = LocalCluster(tmp_path / "secured", nodes=2)
-    secured.start()
+    secured = start_nodes(tmp_path / "secured", 2)
     password = f"pw-{uuid.uuid4().hex}"
     token = base64.b64encode(f"ops:{password}".encode()).decode()
     try:
-        for node in secured.nodes:
-            status, _ = node.request("PUT", "_config/admins/ops", password)
-            assert status == 200
+        secured.add_admin("ops", password)
         urls = [url.replace("http://", f"http://ops:{password}@") for url in secured.urls]
         dead = f"http://ops:{password}@127.0.0.1:1/"
         manager = ReplicationManager(urls, [NOTES], timeout=3.0)

@@ -56,7 +56,7 @@ def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
         )
         return
     config: Config = request.getfixturevalue("config")
-    client = CouchDBClient(config.couchdb_url)
+    client = CouchDBClient(config.couchdb_url, user=config.couchdb_user, password=config.couchdb_password)
     databases = open_databases(client, config.db_prefix)
     ensure_schema(databases)
     yield Repositories(

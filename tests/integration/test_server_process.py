@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from config.settings import DEFAULT_SECRET_KEY
-from notebook.database.local_server import LocalCluster, free_port
+from devtools.local_server import free_port
+from tests.support.servers import NodeSet
 
 BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -79,24 +80,26 @@ def _start(
 
 
 @pytest.fixture
-def dev_server(couch_node: LocalCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+def dev_server(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
     port = free_port()
     env = _environment(
         FLASK_ENV="development",
         COUCHDB_URL=couch_node.urls[0],
         COUCHDB_DB_PREFIX=f"p{uuid.uuid4().hex[:10]}_",
+        **couch_node.environment(),
     )
     yield from _start([str(BIN / "notebook-server"), "--port", str(port)], env, tmp_path, tmp_path, port)
 
 
 @pytest.fixture
-def gunicorn_server(couch_node: LocalCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+def gunicorn_server(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
     port = free_port()
     env = _environment(
         FLASK_ENV="testing",
         LOG_LEVEL="INFO",
         COUCHDB_URL=couch_node.urls[0],
         COUCHDB_DB_PREFIX=f"g{uuid.uuid4().hex[:10]}_",
+        **couch_node.environment(),
     )
     command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
     # started in the repository root, as the README does, so gunicorn reads its gunicorn.conf.py
@@ -230,7 +233,13 @@ def test_production_runs_gunicorn_with_json_logs(tmp_path: Path) -> None:
         while True:
             assert server.process.poll() is None, server.stderr()[-3000:]
             try:
-                health = httpx.get(f"{server.url}/health", timeout=2, headers={"X-Request-ID": "prod-health"})
+                # gunicorn accepts before a worker has booted: a short read timeout would send
+                # the same request twice (two log lines) on a busy machine
+                health = httpx.get(
+                    f"{server.url}/health",
+                    timeout=httpx.Timeout(60, connect=2),
+                    headers={"X-Request-ID": "prod-health"},
+                )
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, server.stderr()[-3000:]

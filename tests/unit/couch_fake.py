@@ -6,7 +6,6 @@ applying a write, and `replicate_to` copies documents to another node the way re
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from notebook.database.couch import CouchDBClient
+from tests.support.waiting import wait_until
 
 PASSWORD = "pa55-w0rd-secret"
 
@@ -267,9 +267,4 @@ def active(client: CouchDBClient) -> str:
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return bool(wait_until(condition, seconds, interval=0.01))

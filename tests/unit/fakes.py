@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, User
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
-from notebook.core.search import normalize, note_tokens
+from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.repository import EmailTaken, NoteQuery, RefreshToken
 
 _revisions = itertools.count(1)
@@ -139,7 +139,7 @@ _SORT_KEY = {
     "UPDATED_DESC": lambda n: n.updated_at,
     "UPDATED_ASC": lambda n: n.updated_at,
     "CREATED_DESC": lambda n: n.created_at,
-    "TITLE_ASC": lambda n: normalize(n.title),
+    "TITLE_ASC": lambda n: title_sort_key(n.title),
 }
 _DESCENDING = {"UPDATED_DESC", "CREATED_DESC"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from typing import Any
@@ -23,29 +22,13 @@ from notebook.api.limits import depth_limit_rule
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
 from notebook.utils.logging import configure_logging, request_id_var
+from notebook.warmup import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 # errors are logged once, by format_graphql_error; Ariadne's own error log would repeat them
 _ARIADNE_LOG = logging.getLogger("notebook.api.ariadne")
 _ARIADNE_LOG.setLevel(logging.CRITICAL)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class SchemaInstaller:
-    """Installs databases and views once; retried on demand while the database is down."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.ready = False
-        self._lock = threading.Lock()
-
-    def ensure(self) -> bool:
-        if self.ready:
-            return True
-        with self._lock:
-            if not self.ready:
-                self.ready = self.services.install_schema()
-        return self.ready
 
 
 def _graphql_body() -> dict[str, Any] | None:
@@ -79,8 +62,11 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     services = services or bootstrap(config, install_schema=False)
     if len(services.couch.urls) > 1:
         services.couch.start_health_monitor()  # failover needs it; Services.close() stops it
-    installer = SchemaInstaller(services)
-    installer.ensure()
+    # schema and index builds run in the background: a worker answers at once (see warmup.py)
+    warmup = services.warmup
+    warmup.start()
+    if config.startup_wait_seconds > 0:
+        warmup.wait(config.startup_wait_seconds)
     app.extensions["notebook"] = services
     app.register_blueprint(replication_blueprint)
     if config.conflict_resolver:
@@ -123,9 +109,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @app.get("/ready")
     def ready() -> Any:
-        if installer.ensure() and services.couch.ping():
-            return jsonify(status="ready")
-        return jsonify(status="unavailable", reason="database unreachable"), 503
+        status = warmup.status()
+        if status["status"] == "ready" and not services.couch.ping():
+            status.update(status="unavailable", reason="database unreachable")
+        if status["status"] != "ready":
+            return jsonify(status), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return jsonify(status)
 
     @app.get("/graphql")
     def graphql_explorer() -> Any:
@@ -138,8 +127,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         data = _graphql_body()
         if data is None:
             return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
-        if not installer.ensure():
-            return jsonify(error_body("SERVICE_UNAVAILABLE", "the database is unavailable")), 503
+        if not warmup.schema_installed:
+            message = "the database is unavailable" if warmup.state == "unavailable" else "starting up"
+            body = error_body("SERVICE_UNAVAILABLE", message, retryAfter=RETRY_AFTER_SECONDS)
+            return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
         context = RequestContext(services, request.headers.get("Authorization"))
         try:
             success, result = graphql_sync(

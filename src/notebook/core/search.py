@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 MAX_TOKEN_CHARS = 64
+TITLE_KEY_CHARS = 100
 MAX_TOKENS_PER_NOTE = 5000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -15,6 +16,20 @@ def normalize(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.casefold()
+
+
+def title_sort_key(title: str) -> str:
+    """The key notes are ordered by title with (TITLE_ASC), in views, cursors and Python sorts.
+
+    CouchDB 3 collates view keys with ICU (case and accents weigh less than letters; punctuation
+    and digits have their own ranks) while pouchdb-server compares code points, so the same
+    titles came back in different orders with different cursors. This key is the lowercase hex
+    of the UTF-8 bytes of the case-folded, accent-free title (its first TITLE_KEY_CHARS
+    characters): strings of [0-9a-f] order identically under ICU, under code points and in
+    Python (digits before letters, a shorter prefix first), and hex-encoded UTF-8 keeps the
+    code-point order of the normalized title. Ties are broken by note id everywhere.
+    """
+    return normalize(title)[:TITLE_KEY_CHARS].encode("utf-8").hex()
 
 
 def tokenize(text: str) -> list[str]:

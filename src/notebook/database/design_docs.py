@@ -6,11 +6,17 @@ View functions are plain ES5 so CouchDB 3 and pouchdb-server evaluate them the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
-from notebook.database.couch import CouchDBClient, Database
+from notebook.core.search import title_sort_key
+from notebook.database.couch import CouchDBClient, Database, DocumentNotFound
 
-# note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>"
+# note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>".
+# Every sort key is ordered the same by CouchDB 3 (ICU collation) and pouchdb-server (code
+# points): fixed-width timestamps, `title_key` (hex, see core/search.title_sort_key) and note ids
+# of one fixed shape ("note:" + 32 hex digits).
 _NOTE_ORDER_VIEW = """function (doc) {
   if (doc.type !== 'note') return;
   var trashed = doc.trashed_at ? true : false;
@@ -21,7 +27,7 @@ _NOTE_ORDER_VIEW = """function (doc) {
 # search and tag filters: key [scope, 'w' word | 'g' tag, term], value carries the sort keys
 _NOTE_TERMS_VIEW = """function (doc) {
   if (doc.type !== 'note') return;
-  var value = [doc.trashed_at ? true : false, doc.updated_at, doc.created_at, doc.sort_title];
+  var value = [doc.trashed_at ? true : false, doc.updated_at, doc.created_at, doc.title_key];
   var scopes = ['o:' + doc.owner_id, 'n:' + doc.notebook_id];
   for (var s = 0; s < scopes.length; s++) {
     var tokens = doc.tokens || [];
@@ -38,6 +44,12 @@ _TAG_COUNTS_VIEW = """function (doc) {
     emit(['o:' + doc.owner_id, tags[i]], null);
     emit(['n:' + doc.notebook_id, tags[i]], null);
   }
+}"""
+
+# notes written before `title_key` existed (they still carry the old `sort_title`): rewritten by
+# backfill_title_keys, after which this view is empty
+_NOTES_WITHOUT_TITLE_KEY_VIEW = """function (doc) {
+  if (doc.type === 'note' && typeof doc.title_key !== 'string') emit(null, null);
 }"""
 
 _NOTE_COUNTS_VIEW = """function (doc) {
@@ -82,7 +94,8 @@ NOTES_DESIGN_DOC = {
     "views": {
         "notes_by_updated": {"map": _NOTE_ORDER_VIEW % {"field": "updated_at"}, "reduce": "_count"},
         "notes_by_created": {"map": _NOTE_ORDER_VIEW % {"field": "created_at"}, "reduce": "_count"},
-        "notes_by_title": {"map": _NOTE_ORDER_VIEW % {"field": "sort_title"}, "reduce": "_count"},
+        "notes_by_title": {"map": _NOTE_ORDER_VIEW % {"field": "title_key"}, "reduce": "_count"},
+        "notes_without_title_key": {"map": _NOTES_WITHOUT_TITLE_KEY_VIEW},
         "note_terms": {"map": _NOTE_TERMS_VIEW},
         "tag_counts": {"map": _TAG_COUNTS_VIEW, "reduce": "_count"},
         "note_counts": {"map": _NOTE_COUNTS_VIEW, "reduce": "_count"},
@@ -123,23 +136,79 @@ def open_databases(client: CouchDBClient, prefix: str) -> Databases:
     return Databases(**{role: client.database(name) for role, name in names.items()})
 
 
-def ensure_schema(databases: Databases, warm: bool = True) -> None:
-    """Create databases and design documents if missing; then build the views once."""
+def ensure_schema(databases: Databases, warm: bool = True, members: Sequence[str] = ()) -> None:
+    """Create databases and design documents if missing; then build the views once.
+
+    Creating a database, changing `_security` and writing a design document need a server
+    admin; when they already exist as wanted, a database member can run this too (it then only
+    reads). `members`: CouchDB user names to add to each database's `_security` members, the
+    account the app sends its requests with (docs/operations.md).
+    """
     for db in databases.all():
-        db.ensure_exists()
+        try:
+            db.info()
+        except DocumentNotFound:
+            db.ensure_exists()
+        if members:
+            ensure_members(db, members)
     databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
     databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
     if warm:
         warm_views(databases)
 
 
+def ensure_members(db: Database, names: Sequence[str]) -> bool:
+    """Add these user names to the database's `_security` members, keeping everything else
+    (roles an operator added, the admins); True when it was changed."""
+    path = f"{quote(db.name, safe='')}/_security"
+    security = db.client.request("GET", path) or {}
+    members = security.setdefault("members", {})
+    current = list(members.get("names") or [])
+    missing = [name for name in names if name not in current]
+    if not missing:
+        return False
+    members["names"] = current + missing
+    members.setdefault("roles", [])
+    security.setdefault("admins", {"names": [], "roles": []})
+    db.client.request("PUT", path, body=security)
+    return True
+
+
+def schema_views(databases: Databases) -> list[tuple[Database, str, str]]:
+    """Every (database, design, view) of the application, in the order they are built."""
+    return [
+        (db, design, view)
+        for db, design, doc in (
+            (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
+            (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
+        )
+        for view in doc["views"]
+    ]
+
+
 def warm_views(databases: Databases, timeout: float = VIEW_BUILD_SECONDS) -> None:
     """Bring every view up to date. A stale view makes its next query index everything written
     since, which on pouchdb-server can outlast a request timeout (CouchDB 3 indexes in the
-    background by itself): run this at start-up and after bulk loads."""
-    for db, design, doc in (
-        (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
-        (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
-    ):
-        for view in doc["views"]:
-            db.view(design, view, limit=0, timeout=timeout)
+    background by itself): run this after bulk loads. At start-up notebook.warmup does it in
+    a background thread."""
+    for db, design, view in schema_views(databases):
+        db.view(design, view, limit=0, timeout=timeout)
+
+
+def backfill_title_keys(notes: Database, batch: int = 200) -> int:
+    """Give notes stored before `title_key` existed their key (and drop the old `sort_title`);
+    returns how many were rewritten. Idempotent; a note changed meanwhile keeps its new version
+    (its own write already carries the key)."""
+    rewritten = 0
+    while True:
+        rows = notes.view(NOTES_DESIGN, "notes_without_title_key", include_docs=True, limit=batch)["rows"]
+        docs = [row["doc"] for row in rows if row.get("doc")]
+        for doc in docs:
+            doc.pop("sort_title", None)
+            doc["title_key"] = title_sort_key(str(doc.get("title", "")))
+        if not docs:
+            return rewritten
+        written = [result for result in notes.bulk_docs(docs) if not result.get("error")]
+        rewritten += len(written)
+        if not written:
+            return rewritten  # every write conflicted: leave the rest to the next start-up

@@ -10,7 +10,7 @@ from typing import Any
 from notebook.core.domain import Note, Notebook, NoteRevision, Page, TagCount, User
 from notebook.core.errors import NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
-from notebook.core.search import normalize, note_tokens
+from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.couch import Database, DocumentConflict
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
@@ -321,7 +321,7 @@ def note_to_doc(note: Note) -> dict[str, Any]:
         "trashed_at": note.trashed_at,
         "created_by": note.created_by,
         "updated_by": note.updated_by,
-        "sort_title": normalize(note.title),
+        "title_key": title_sort_key(note.title),
         "tokens": note_tokens(note.title, note.content),
     }
     if note.version:
@@ -611,4 +611,6 @@ class NoteRepository:
             totals[key] = totals.get(key, 0) + count
             spelling[key] = max(spelling.get(key, (0, tag)), (count, tag))
         counts = [TagCount(spelling[key][1], total) for key, total in totals.items()]
-        return sorted(counts, key=lambda tc: (-tc.count, tc.tag.casefold()))
+        # rows arrive in the server's collation order (ICU or code points): sort on Python keys
+        # only, down to the exact spelling, so both servers give the same list
+        return sorted(counts, key=lambda tc: (-tc.count, title_sort_key(tc.tag), tc.tag))

@@ -38,6 +38,7 @@ from notebook.database.couch.server_differences import (
     job_state,
     writes_jobs_one_at_a_time,
 )
+from notebook.database.design_docs import ensure_members
 from notebook.database.replication.canaries import LagMeter, Link
 from notebook.database.replication.jobs import (
     JOB_FIELDS,
@@ -88,6 +89,7 @@ class ReplicationManager:
         active_node: Callable[[], str | None] | None = None,
         peer_urls: Mapping[str, str] | None = None,
         *,
+        members: Sequence[str] = (),
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.databases = list(dict.fromkeys(database_names))
@@ -98,6 +100,9 @@ class ReplicationManager:
         self._timeout = timeout
         self._active_node = active_node
         self._transport = transport  # tests replace the network
+        # accounts that must be members of the databases on every node: CouchDB 3 creates
+        # databases admin-only and replication does not copy `_security` (docs/operations.md)
+        self._members = list(members)
         # how the other nodes reach a node, when that differs from how this process reaches it
         # (a private network between the nodes, a tunnel); without credentials
         self._peer_urls = {clean_url(url): clean_url(peer) for url, peer in (peer_urls or {}).items()}
@@ -178,7 +183,10 @@ class ReplicationManager:
         for door in doors:
             try:
                 for db in self.databases:
-                    door.client.database(db).ensure_exists()
+                    database = door.client.database(db)
+                    database.ensure_exists()
+                    if self._members:  # one `_security` for the whole cluster
+                        ensure_members(database, self._members)
                 log.info("clustered CouchDB: no replication jobs", extra={"doors": len(doors)})
                 return []
             except CouchError as exc:
@@ -186,9 +194,14 @@ class ReplicationManager:
         raise ReplicationError("no door of the cluster took the databases: " + "; ".join(failures))
 
     def _prepare_node(self, node: MeshNode) -> None:
+        """The replicator database and the application's databases on `node`, each with the
+        request account as a member (each node keeps its own `_security`)."""
         node.client.database(REPLICATOR_DB).ensure_exists()
         for db in self.databases:
-            node.client.database(db).ensure_exists()
+            database = node.client.database(db)
+            database.ensure_exists()
+            if self._members:
+                ensure_members(database, self._members)
 
     def _job_doc(self, database: str, source: MeshNode, target: MeshNode) -> dict[str, Any]:
         return job_doc(database, source, target, self.continuous, self._peer_urls.get(target.url))

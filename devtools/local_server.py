@@ -29,7 +29,7 @@ this module spawned are ever signalled.
 
 Command line::
 
-    python -m notebook.database.local_server --nodes 3 --dir var/couchdb [--port 5984]
+    python -m devtools.local_server --nodes 3 --dir var/couchdb [--port 5984]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 LOOPBACK = "127.0.0.1"
 OUTPUT_FILE_NAME = "pouchdb-server.out"
@@ -440,7 +440,7 @@ class LocalCluster:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m notebook.database.local_server",
+        prog="python -m devtools.local_server",
         description="Run local pouchdb-server nodes on 127.0.0.1 until interrupted.",
     )
     parser.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
