@@ -280,3 +280,20 @@ def test_cluster_doors_mixed_with_other_servers_are_refused(cluster: FakeCluster
     finally:
         manager.close()
     assert all("_replicator" not in node.dbs for node in cluster.nodes)
+
+
+def test_the_request_account_becomes_a_member_of_every_database_on_every_node(cluster: FakeCluster) -> None:
+    """CouchDB 3 creates databases admin-only and replication does not copy `_security`."""
+    manager = ReplicationManager(
+        cluster.urls(), ["n_notes", "n_users"], members=["app"], transport=cluster.transport
+    )
+    try:
+        manager.ensure_mesh()
+        manager.ensure_mesh()  # idempotent: the name is not added twice
+    finally:
+        manager.close()
+    for node in cluster.nodes:
+        assert {db: sec["members"]["names"] for db, sec in node.security.items()} == {
+            "n_notes": ["app"],
+            "n_users": ["app"],
+        }
