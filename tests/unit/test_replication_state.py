@@ -297,3 +297,22 @@ def test_the_request_account_becomes_a_member_of_every_database_on_every_node(cl
             "n_notes": ["app"],
             "n_users": ["app"],
         }
+
+
+def test_a_cluster_takes_more_doors_but_no_other_server(cluster: FakeCluster) -> None:
+    cluster[0].cluster_nodes = cluster[1].cluster_nodes = ["couchdb@n0", "couchdb@n1"]
+    manager = ReplicationManager(cluster.urls()[:1], ["n_notes"], transport=cluster.transport)
+    manager_of_two = ReplicationManager(cluster.urls()[:2], ["n_notes"], transport=cluster.transport)
+    try:
+        assert manager_of_two.ensure_mesh() == []
+        with pytest.raises(InvalidInput, match="only URLs of that cluster"):
+            manager_of_two.add_node(cluster.urls()[2], timeout=1.0)
+        added = manager_of_two.add_node(cluster.urls()[1], timeout=1.0)  # already a door: no jobs
+        assert added.job_ids == [] and added.caught_up
+        assert manager_of_two.remove_node(cluster.urls()[1]) == 0
+        assert manager_of_two.node_urls == cluster.urls()[:1]
+        assert manager.topology == MESH  # a single URL is never a cluster of doors
+    finally:
+        manager.close()
+        manager_of_two.close()
+    assert all(not node.dbs.get("_replicator") for node in cluster.nodes)
