@@ -27,8 +27,8 @@ Differences handled elsewhere, listed here so the list is complete:
       repeated on two nodes becomes one revision on CouchDB 3 and a conflict of two identical
       versions on pouchdb-server, which the conflict resolver collapses (couch/verification.py).
   D17 view key collation: CouchDB 3 sorts view keys with ICU collation, pouchdb-server by code
-      point, so a view ordered by a string (`notes_by_title` on `sort_title`) can order and page
-      differently on the two servers; the repositories own the rule that makes both agree.
+      point. So every string a view sorts on is one both order alike: fixed-width timestamps,
+      note ids of one shape, and titles as `core/search.title_sort_key` (hex), see design_docs.py.
   D18 Mango sorts: pouchdb-server needs the sort to list the index's fields in order and returns
       a mixed-direction sort in the wrong order instead of refusing it (repository.py keeps sorts
       single-direction and aligned with the index).
