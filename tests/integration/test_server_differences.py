@@ -194,6 +194,52 @@ def test_after_a_failover_the_feed_is_not_replayed_from_another_nodes_position(p
             pair[0].restart()
 
 
+# -- D22: a job in CouchDB's crash backoff -------------------------------------------------------
+
+
+@pytest.mark.servers("couchdb3", reason="CouchDB 3's crash backoff; pouchdb-server has no crashing state")
+def test_replication_into_a_node_back_from_an_outage_resumes_after_one_repair_round(pair: NodeSet) -> None:
+    pair.require_process_control()
+    names = _names()
+    notes = names[1]
+    manager = ReplicationManager(pair.urls, names, pair.user, pair.password)
+    try:
+        manager.ensure_mesh()
+        assert wait_until(lambda: all(v is not None for v in manager.measure_lag(timeout=5.0).values()), 60)
+        writer = _client(pair, [pair.urls[0]]).database(notes)
+        written: list[str] = []
+
+        def link_crashing() -> bool:
+            doc_id = f"note:{len(written)}"
+            writer.put({"_id": doc_id, "title": "written while node 1 is away"})
+            written.append(doc_id)
+            return any(
+                link.state == "crashing"
+                for link in manager.status().links
+                if link.source == pair.urls[0] and link.database == notes
+            )
+
+        pair[1].kill()
+        assert wait_until(link_crashing, 120, interval=1.0), "the job never went into backoff"
+        pair[1].restart()
+        reader = _client(pair, [pair.urls[1]]).database(notes)
+        rounds: list[int] = []
+
+        def arrived() -> bool:
+            manager.ensure_mesh()  # one round of the repair loop (`watch`)
+            rounds.append(len(rounds))
+            return len(reader.get_many(written)) == len(written)
+
+        assert wait_until(arrived, 30, interval=1.0), f"not there after {len(rounds)} repair rounds"
+        assert len(rounds) <= 15  # CouchDB's own backoff alone took ~75 s (findings F3)
+        manager.teardown()
+    finally:
+        manager.close()
+        for node in pair:
+            if not node.is_running:
+                node.restart()
+
+
 # -- D14: one clustered CouchDB given as several URLs --------------------------------------------
 
 

@@ -316,3 +316,21 @@ def test_a_cluster_takes_more_doors_but_no_other_server(cluster: FakeCluster) ->
         manager.close()
         manager_of_two.close()
     assert all(not node.dbs.get("_replicator") for node in cluster.nodes)
+
+
+def test_a_crashing_job_whose_target_answers_is_recreated_not_updated(cluster: FakeCluster) -> None:
+    """CouchDB 3 keeps a crashing job's backoff across updates (server_differences D22)."""
+    manager = ReplicationManager(cluster.urls()[:2], ["n_notes"], transport=cluster.transport)
+    try:
+        crashing, running = manager.ensure_mesh()
+        cluster[0].scheduler_states = {crashing: "crashing"}
+        cluster[1].scheduler_states = {running: "running"}
+        manager.ensure_mesh()
+        cluster[0].scheduler_states = {crashing: "running"}  # the new job runs at once
+        manager.ensure_mesh()  # running: left alone
+    finally:
+        manager.close()
+    recreated = cluster[0].dbs["_replicator"][crashing]
+    assert recreated["_rev"].startswith("3-")  # created, deleted, created
+    assert not recreated.get("_deleted") and recreated["continuous"] is True
+    assert cluster[1].dbs["_replicator"][running]["_rev"].startswith("1-")

@@ -22,6 +22,7 @@ Differences with code here (constants and small pure functions other modules use
   D13 pouchdb-server mistracks concurrent job writes                       `writes_jobs_one_at_a_time`
   D14 clustered CouchDB: several URLs, one database                        `cluster_identity`
   D15 `_find` has no default limit and no bookmark on pouchdb-server       `FIND_NEEDS_LIMIT`
+  D22 CouchDB 3 keeps a crashing job's backoff across document updates    `RESTARTED_BY_RECREATING`
 Differences handled elsewhere, listed here so the list is complete:
   D16 revision ids: CouchDB 3 hashes parent and body, pouchdb-server draws random ids. A write
       repeated on two nodes becomes one revision on CouchDB 3 and a conflict of two identical
@@ -267,6 +268,16 @@ def cluster_identity(membership: Any) -> frozenset[str] | None:
     if not isinstance(nodes, list) or len(nodes) < 2:
         return None
     return frozenset(str(node) for node in nodes)
+
+
+# -- D22: jobs in backoff ------------------------------------------------------------------------
+#: CouchDB 3 reschedules a `crashing` job with exponential backoff: a target down for ~15 s meant
+#: ~75 s before replication into it resumed. It keeps that backoff when the document is updated
+#: with the same settings (it compares the normalised replication, not the document). A new
+#: document (delete, then create; same id and replication id, so checkpoints are reused) starts
+#: a fresh job at once. pouchdb-server has no `crashing` state (D7) and exits when a running
+#: job's document is deleted (D12), so this is done only where the scheduler is read.
+RESTARTED_BY_RECREATING = frozenset({"crashing"})
 
 
 # -- D15: Mango -----------------------------------------------------------------------------------
