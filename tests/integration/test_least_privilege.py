@@ -20,7 +20,9 @@ from tests.support.servers import NodeSet, _json_request
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.servers(
-    "couchdb3", reason="pouchdb-server runs as an admin party; CouchDB 3 enforces accounts and _security"
+    "couchdb3",
+    reason="pouchdb-server runs as an admin party (no accounts to check); on external nodes it "
+    "would create CouchDB users",
 )
 
 CREATE = 'mutation { createNote(input: {title: "Member note", content: "written by a member"}) { id } }'

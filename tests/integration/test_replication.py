@@ -88,6 +88,8 @@ def clients(cluster: NodeSet) -> Iterator[list[CouchDBClient]]:
 def manager(cluster: NodeSet) -> Iterator[ReplicationManager]:
     made = ReplicationManager(cluster.urls, DATABASES, cluster.user, cluster.password, timeout=5.0)
     yield made
+    if not cluster.controls_processes:
+        made.teardown()  # leave no continuous jobs behind on someone else's nodes
     made.close()
 
 
