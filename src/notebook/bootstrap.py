@@ -152,6 +152,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         retry_seconds=config.replication_retry_seconds,
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
+        members=members,
     )
     replication = ReplicationService(manager)
     permissions = PermissionPolicy(notebooks, note_repo.get)

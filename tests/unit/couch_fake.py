@@ -38,6 +38,7 @@ class FakeNode:
         self.maintenance = False  # CouchDB 3 in maintenance mode: /_up refuses, / still answers
         self.seq: dict[str, int] = {}  # per database: this node's own changes-feed counter
         self.changed: dict[str, list[str]] = {}  # per database: doc ids in feed order
+        self.security: dict[str, Any] = {}  # per database: its `_security` object
         self.feed_id = name  # positions are "<n>-<feed_id>"; change it to make old ones foreign
         self.positions_received: list[str] = []  # `since` of every changes request, in order
         self.cluster_nodes = [f"couchdb@{name}"]  # `/_membership`: more than one in a cluster
@@ -138,6 +139,11 @@ class FakeNode:
                 if missing:
                     answer[doc_id] = {"missing": missing}
             return httpx.Response(200, json=answer)
+        if endpoint == "_security":
+            if method == "PUT":
+                self.security[db] = body
+                return httpx.Response(200, json={"ok": True})
+            return httpx.Response(200, json=self.security.get(db, {}))
         if endpoint == "_changes":
             return self._changes(db, params)
         if endpoint == "_find":

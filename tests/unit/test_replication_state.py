@@ -280,3 +280,57 @@ def test_cluster_doors_mixed_with_other_servers_are_refused(cluster: FakeCluster
     finally:
         manager.close()
     assert all("_replicator" not in node.dbs for node in cluster.nodes)
+
+
+def test_the_request_account_becomes_a_member_of_every_database_on_every_node(cluster: FakeCluster) -> None:
+    """CouchDB 3 creates databases admin-only and replication does not copy `_security`."""
+    manager = ReplicationManager(
+        cluster.urls(), ["n_notes", "n_users"], members=["app"], transport=cluster.transport
+    )
+    try:
+        manager.ensure_mesh()
+        manager.ensure_mesh()  # idempotent: the name is not added twice
+    finally:
+        manager.close()
+    for node in cluster.nodes:
+        assert {db: sec["members"]["names"] for db, sec in node.security.items()} == {
+            "n_notes": ["app"],
+            "n_users": ["app"],
+        }
+
+
+def test_a_cluster_takes_more_doors_but_no_other_server(cluster: FakeCluster) -> None:
+    cluster[0].cluster_nodes = cluster[1].cluster_nodes = ["couchdb@n0", "couchdb@n1"]
+    manager = ReplicationManager(cluster.urls()[:1], ["n_notes"], transport=cluster.transport)
+    manager_of_two = ReplicationManager(cluster.urls()[:2], ["n_notes"], transport=cluster.transport)
+    try:
+        assert manager_of_two.ensure_mesh() == []
+        with pytest.raises(InvalidInput, match="only URLs of that cluster"):
+            manager_of_two.add_node(cluster.urls()[2], timeout=1.0)
+        added = manager_of_two.add_node(cluster.urls()[1], timeout=1.0)  # already a door: no jobs
+        assert added.job_ids == [] and added.caught_up
+        assert manager_of_two.remove_node(cluster.urls()[1]) == 0
+        assert manager_of_two.node_urls == cluster.urls()[:1]
+        assert manager.topology == MESH  # a single URL is never a cluster of doors
+    finally:
+        manager.close()
+        manager_of_two.close()
+    assert all(not node.dbs.get("_replicator") for node in cluster.nodes)
+
+
+def test_a_crashing_job_whose_target_answers_is_recreated_not_updated(cluster: FakeCluster) -> None:
+    """CouchDB 3 keeps a crashing job's backoff across updates (server_differences D22)."""
+    manager = ReplicationManager(cluster.urls()[:2], ["n_notes"], transport=cluster.transport)
+    try:
+        crashing, running = manager.ensure_mesh()
+        cluster[0].scheduler_states = {crashing: "crashing"}
+        cluster[1].scheduler_states = {running: "running"}
+        manager.ensure_mesh()
+        cluster[0].scheduler_states = {crashing: "running"}  # the new job runs at once
+        manager.ensure_mesh()  # running: left alone
+    finally:
+        manager.close()
+    recreated = cluster[0].dbs["_replicator"][crashing]
+    assert recreated["_rev"].startswith("3-")  # created, deleted, created
+    assert not recreated.get("_deleted") and recreated["continuous"] is True
+    assert cluster[1].dbs["_replicator"][running]["_rev"].startswith("1-")

@@ -233,11 +233,17 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "ReplicationStatus": {
                     "type": "object",
-                    "required": ["nodes", "links", "healthy"],
+                    "required": ["nodes", "links", "healthy", "topology"],
                     "properties": {
                         "nodes": {"type": "array", "items": _ref("ClusterNode")},
                         "links": {"type": "array", "items": _ref("ReplicationLink")},
                         "healthy": {"type": "boolean"},
+                        "topology": {
+                            "type": "string",
+                            "enum": ["mesh", "clustered"],
+                            "description": "mesh: replication jobs between servers; clustered: the "
+                            "nodes are doors to one clustered CouchDB (no links)",
+                        },
                     },
                 },
                 "NodeAdded": {

@@ -22,13 +22,14 @@ Differences with code here (constants and small pure functions other modules use
   D13 pouchdb-server mistracks concurrent job writes                       `writes_jobs_one_at_a_time`
   D14 clustered CouchDB: several URLs, one database                        `cluster_identity`
   D15 `_find` has no default limit and no bookmark on pouchdb-server       `FIND_NEEDS_LIMIT`
+  D22 CouchDB 3 keeps a crashing job's backoff across document updates    `RESTARTED_BY_RECREATING`
 Differences handled elsewhere, listed here so the list is complete:
   D16 revision ids: CouchDB 3 hashes parent and body, pouchdb-server draws random ids. A write
       repeated on two nodes becomes one revision on CouchDB 3 and a conflict of two identical
       versions on pouchdb-server, which the conflict resolver collapses (couch/verification.py).
   D17 view key collation: CouchDB 3 sorts view keys with ICU collation, pouchdb-server by code
-      point, so a view ordered by a string (`notes_by_title` on `title_key`) can order and page
-      differently on the two servers; the repositories own the rule that makes both agree.
+      point. So every string a view sorts on is one both order alike: fixed-width timestamps,
+      note ids of one shape, and titles as `core/search.title_sort_key` (hex), see design_docs.py.
   D18 Mango sorts: pouchdb-server needs the sort to list the index's fields in order and returns
       a mixed-direction sort in the wrong order instead of refusing it (repository.py keeps sorts
       single-direction and aligned with the index).
@@ -267,6 +268,16 @@ def cluster_identity(membership: Any) -> frozenset[str] | None:
     if not isinstance(nodes, list) or len(nodes) < 2:
         return None
     return frozenset(str(node) for node in nodes)
+
+
+# -- D22: jobs in backoff ------------------------------------------------------------------------
+#: CouchDB 3 reschedules a `crashing` job with exponential backoff: a target down for ~15 s meant
+#: ~75 s before replication into it resumed. It keeps that backoff when the document is updated
+#: with the same settings (it compares the normalised replication, not the document). A new
+#: document (delete, then create; same id and replication id, so checkpoints are reused) starts
+#: a fresh job at once. pouchdb-server has no `crashing` state (D7) and exits when a running
+#: job's document is deleted (D12), so this is done only where the scheduler is read.
+RESTARTED_BY_RECREATING = frozenset({"crashing"})
 
 
 # -- D15: Mango -----------------------------------------------------------------------------------

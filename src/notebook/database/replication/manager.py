@@ -32,12 +32,14 @@ import httpx
 from notebook.core.errors import InvalidInput, NotFound
 from notebook.database.couch import CouchDBClient, CouchError, DatabaseUnavailable, quote_id
 from notebook.database.couch.server_differences import (
+    RESTARTED_BY_RECREATING,
     RUNNING_JOB_REFUSED_HINT,
     JobState,
     fields_we_wrote,
     job_state,
     writes_jobs_one_at_a_time,
 )
+from notebook.database.design_docs import ensure_members
 from notebook.database.replication.canaries import LagMeter, Link
 from notebook.database.replication.jobs import (
     JOB_FIELDS,
@@ -88,6 +90,7 @@ class ReplicationManager:
         active_node: Callable[[], str | None] | None = None,
         peer_urls: Mapping[str, str] | None = None,
         *,
+        members: Sequence[str] = (),
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.databases = list(dict.fromkeys(database_names))
@@ -98,6 +101,9 @@ class ReplicationManager:
         self._timeout = timeout
         self._active_node = active_node
         self._transport = transport  # tests replace the network
+        # accounts that must be members of the databases on every node: CouchDB 3 creates
+        # databases admin-only and replication does not copy `_security` (docs/operations.md)
+        self._members = list(members)
         # how the other nodes reach a node, when that differs from how this process reaches it
         # (a private network between the nodes, a tunnel); without credentials
         self._peer_urls = {clean_url(url): clean_url(peer) for url, peer in (peer_urls or {}).items()}
@@ -178,7 +184,10 @@ class ReplicationManager:
         for door in doors:
             try:
                 for db in self.databases:
-                    door.client.database(db).ensure_exists()
+                    database = door.client.database(db)
+                    database.ensure_exists()
+                    if self._members:  # one `_security` for the whole cluster
+                        ensure_members(database, self._members)
                 log.info("clustered CouchDB: no replication jobs", extra={"doors": len(doors)})
                 return []
             except CouchError as exc:
@@ -186,30 +195,45 @@ class ReplicationManager:
         raise ReplicationError("no door of the cluster took the databases: " + "; ".join(failures))
 
     def _prepare_node(self, node: MeshNode) -> None:
+        """The replicator database and the application's databases on `node`, each with the
+        request account as a member (each node keeps its own `_security`)."""
         node.client.database(REPLICATOR_DB).ensure_exists()
         for db in self.databases:
-            node.client.database(db).ensure_exists()
+            database = node.client.database(db)
+            database.ensure_exists()
+            if self._members:
+                ensure_members(database, self._members)
 
     def _job_doc(self, database: str, source: MeshNode, target: MeshNode) -> dict[str, Any]:
         return job_doc(database, source, target, self.continuous, self._peer_urls.get(target.url))
 
     def _put_jobs(self, host: MeshNode, jobs: list[dict[str, Any]]) -> list[str]:
-        """Write the job documents that are missing, different or failed; return failures."""
+        """Write the job documents that are missing, different or failed, and recreate those in
+        CouchDB's crash backoff (ensure_mesh passes only jobs whose target answers); return
+        failures."""
         try:
             ids = [job["_id"] for job in jobs]
             current = read_job_docs(host.client, ids)
             states = self._states.read(host.client, ids, current)
+            in_documents = self._states.records_state_in_documents(host.client)
         except CouchError as exc:
             return [f"{host.url}: {self._describe(exc)}"]
         # a continuous job never completes by itself: "completed" means it was lost track of
         restart = {"failed", "completed"} if self.continuous else {"failed"}
         writes: list[dict[str, Any]] = []
+        deletions: list[dict[str, Any]] = []
         for job in jobs:
             existing = current.get(job["_id"])
             if existing is not None:
                 mine = fields_we_wrote(existing)  # without `owner` and `_` fields (D11)
                 wanted = {k: job[k] for k in JOB_FIELDS}
-                if mine == wanted and states[job["_id"]].state not in restart:
+                state = states[job["_id"]].state
+                if mine == wanted and not in_documents and state in RESTARTED_BY_RECREATING:
+                    # an update would keep the backoff (server_differences D22): a new document
+                    deletions.append({"_id": existing["_id"], "_rev": existing["_rev"], "_deleted": True})
+                    writes.append(job)
+                    continue
+                if mine == wanted and state not in restart:
                     continue
                 job = {**job, "_rev": existing["_rev"]}
             writes.append(job)
@@ -217,7 +241,13 @@ class ReplicationManager:
             return []
         replicator = host.client.database(REPLICATOR_DB)
         try:
-            if writes_jobs_one_at_a_time(self._states.records_state_in_documents(host.client)):
+            if deletions:
+                not_deleted = {r.get("id") for r in replicator.bulk_docs(deletions) if r.get("error")}
+                writes = [job for job in writes if job["_id"] not in not_deleted]  # next round
+                log.info(
+                    "crashing replication jobs recreated", extra={"node": host.url, "jobs": len(deletions)}
+                )
+            if writes_jobs_one_at_a_time(in_documents):
                 results = [self._write_job_and_wait(host, job) for job in writes]
             else:
                 results = replicator.bulk_docs(writes)
