@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from devtools.local_server import free_port
-from tests.integration.test_server_process import BIN, ServerProcess, _environment
+from tests.support.api_server import BIN, ServerProcess, clean_environment
 from tests.support.servers import NodeSet
 
 PASSWORD = "correct horse battery"
@@ -65,7 +65,7 @@ def _client_ip() -> str:
 def servers(
     couch_node: NodeSet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[ServerProcess]]:
-    env = _environment(
+    env = clean_environment(
         FLASK_ENV="testing",
         COUCHDB_URL=couch_node.urls[0],
         **couch_node.environment(),

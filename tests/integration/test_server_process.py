@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,56 +14,11 @@ import httpx
 import pytest
 
 from devtools.local_server import free_port
+from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment
 from tests.support.servers import NodeSet
 
-BIN = Path(sys.executable).parent
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 WEAK_SECRET = "ab" * 24  # long enough, but typed, not generated
-# settings the test sets itself; inherited values would make the outcome depend on the shell
-_SETTINGS_PREFIXES = ("FLASK_", "COUCHDB_", "SECRET_KEY", "CORS_", "LOG_", "REPLICATION_", "CONFLICT_")
-
-
-def _environment(**settings: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(_SETTINGS_PREFIXES)}
-    env.update(settings)
-    return env
-
-
-class ServerProcess:
-    """A server started with `command`, its stderr kept in a file; stopped by its PID."""
-
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.stderr_path = logdir / "stderr.log"
-        self.stdout_path = logdir / "stdout.log"
-        with open(self.stderr_path, "wb") as stderr, open(self.stdout_path, "wb") as stdout:
-            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}:\n{self.stderr()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # polling interval, not a timing assertion
-        pytest.fail(f"server not ready after {timeout}s:\n{self.stderr()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, 15)  # SIGTERM to our own child, by PID
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, 9)
-                self.process.wait(timeout=5)
 
 
 def _start(
@@ -82,7 +35,7 @@ def _start(
 @pytest.fixture
 def dev_server(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
     port = free_port()
-    env = _environment(
+    env = clean_environment(
         FLASK_ENV="development",
         COUCHDB_URL=couch_node.urls[0],
         COUCHDB_DB_PREFIX=f"p{uuid.uuid4().hex[:10]}_",
@@ -94,7 +47,7 @@ def dev_server(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
 @pytest.fixture
 def gunicorn_server(couch_node: NodeSet, tmp_path: Path) -> Iterator[ServerProcess]:
     port = free_port()
-    env = _environment(
+    env = clean_environment(
         FLASK_ENV="testing",
         LOG_LEVEL="INFO",
         COUCHDB_URL=couch_node.urls[0],
@@ -199,7 +152,8 @@ def test_gunicorn_serves_the_readme_session(gunicorn_server: ServerProcess) -> N
     ids=["no-secret", "weak-secret-with-credentials", "short-secret", "no-password", "no-user"],
 )
 def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: dict[str, str]) -> None:
-    env = _environment(FLASK_ENV="production", COUCHDB_URL=f"http://127.0.0.1:{free_port()}/", **settings)
+    unreachable = f"http://127.0.0.1:{free_port()}/"
+    env = clean_environment(FLASK_ENV="production", COUCHDB_URL=unreachable, **settings)
     result = subprocess.run(
         [str(BIN / "notebook-server"), "--port", str(free_port())],
         env=env,
@@ -219,7 +173,7 @@ def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: di
 
 def test_production_runs_gunicorn_with_json_logs(tmp_path: Path) -> None:
     port = free_port()
-    env = _environment(
+    env = clean_environment(
         FLASK_ENV="production",
         FLASK_HOST="127.0.0.1",
         SECRET_KEY="production-secret-" + "s" * 32,

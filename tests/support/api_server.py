@@ -27,6 +27,14 @@ SETTING_PREFIXES = (
     "CONFLICT_",
     "GRAPHQL_",
     "MAX_REQUEST",
+    "MAX_NOTEBOOKS",
+    "ARGON2_",
+    "TRUSTED_PROXIES",
+    "LOGIN_",
+    "REGISTER_",
+    "PASSWORD_HASH_",
+    "THROTTLE_",
+    "STARTUP_",
 )
 
 
@@ -70,13 +78,22 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.stderr_path = logdir / f"stderr-{port}.log"
-        with open(self.stderr_path, "wb") as stderr, open(logdir / f"stdout-{port}.log", "wb") as stdout:
+        self.stdout_path = logdir / f"stdout-{port}.log"
+        with open(self.stderr_path, "wb") as stderr, open(self.stdout_path, "wb") as stdout:
             self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 60) -> None:
+        """Until /health answers: the process serves, whatever the database."""
+        self._wait_for("/health", timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /ready answers 200: the database is reachable and every index is built."""
+        self._wait_for("/ready", timeout)
+
+    def _wait_for(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,12 +101,12 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.stderr()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)  # polling interval, not a timing assertion
-        raise AssertionError(f"server not healthy after {timeout}s:\n{self.stderr()[-3000:]}")
+        raise AssertionError(f"server: no 200 from {path} after {timeout}s:\n{self.stderr()[-3000:]}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
