@@ -13,7 +13,7 @@ ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: help venv node_modules deps run cluster test test-unit test-integration test-couchdb3 \
-	test-external lint bench clean
+	test-external lint bench bench-couchdb3 bench-all clean
 
 help:
 	@echo "make run               API at http://127.0.0.1:5000/graphql with one local database node"
@@ -25,7 +25,9 @@ help:
 	@echo "                       (default ../shared/couchdb3)"
 	@echo "make test-external     integration tests on your nodes: NOTEBOOK_TEST_NODES=http://u:p@host:port,..."
 	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
-	@echo "make bench             benchmarks"
+	@echo "make bench             benchmarks on pouchdb-server (docs/benchmarks.md; ARGS=\"--sizes 1000\")"
+	@echo "make bench-couchdb3    the same benchmarks on an Apache CouchDB 3.4 node from \$$COUCHDB3_DIST"
+	@echo "make bench-all         both, one after the other, side by side in one table"
 	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
 
 # Python virtualenv with the project installed editable; reinstalled only when pyproject.toml changes.
@@ -77,7 +79,13 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: deps
-	$(VENV_PY) scripts/bench.py
+	$(VENV_PY) scripts/bench.py --server pouchdb $(ARGS)
+
+bench-couchdb3: deps
+	$(VENV_PY) scripts/bench.py --server couchdb3 $(ARGS)
+
+bench-all: deps
+	$(VENV_PY) scripts/bench.py --server all $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

@@ -1,13 +1,19 @@
-"""Benchmarks of the GraphQL API on a local pouchdb-server node (`make bench`).
+"""Benchmarks of the GraphQL API on a local database node (`make bench`, `make bench-couchdb3`).
 
-Starts its own database node on a free loopback port, loads notes through `importNotes`, then
-times the common requests through the app. Writes a Markdown table to docs/benchmarks.md
-(or --out). Timings are wall-clock on whatever machine runs it: compare runs on one machine.
+`--server pouchdb` (default) starts one pouchdb-server node, `--server couchdb3` one Apache
+CouchDB 3 node from ../shared/couchdb3 (devtools.couchdb3, as `make test-couchdb3` does),
+`--server all` both, one after the other. Each run loads notes through `importNotes`, then times
+the same requests through the app. Writes ONE Markdown table to docs/benchmarks.md (or --out)
+with p50/p95 columns per server and identical rows. Timings are wall-clock on whatever machine
+runs it: compare runs on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import os
 import platform
 import resource
 import statistics
@@ -15,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,7 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
         sys.path.insert(0, str(_path))
 
 from config.settings import load_config  # noqa: E402
+from devtools.couchdb3 import NodesScript  # noqa: E402
 from devtools.local_server import LocalCluster, ensure_pouchdb_server  # noqa: E402
 from notebook.api.app import create_app  # noqa: E402
 from notebook.database.design_docs import warm_views  # noqa: E402
@@ -123,14 +130,34 @@ def bench_size(api: Api, services: Any, size: int, runs: int) -> list[Row]:
     return rows
 
 
-def run(sizes: list[int], runs: int) -> list[Row]:
-    ensure_pouchdb_server()
+SERVERS = {"pouchdb": "pouchdb-server 4.2.0", "couchdb3": "Apache CouchDB 3.4.3"}
+
+
+@contextlib.contextmanager
+def database_node(server: str, directory: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """One node of `server` on a free loopback port: its URL and the config overrides for its
+    credentials. Stopped on exit."""
+    if server == "pouchdb":
+        ensure_pouchdb_server()
+        with LocalCluster(directory, nodes=1) as cluster:
+            yield cluster.urls[0], {}
+        return
+    script = NodesScript(directory)
+    state = script.start(count=1)
+    try:
+        yield state["nodes"][0]["url"], {"couchdb_user": state["user"], "couchdb_password": state["password"]}
+    finally:
+        script.stop()
+
+
+def run(server: str, sizes: list[int], runs: int) -> list[Row]:
+    """Every size on one fresh node of `server` (a new user and database prefix per size)."""
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp), nodes=1) as cluster:
+    with tempfile.TemporaryDirectory() as tmp, database_node(server, Path(tmp)) as (url, credentials):
         for size in sizes:
             prefix = f"bench{uuid.uuid4().hex[:6]}_"
             app = create_app(
-                load_config({"FLASK_ENV": "testing"}, couchdb_url=cluster.urls[0], db_prefix=prefix)
+                load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **credentials)
             )
             api = Api(app.test_client())
             api.token = api(REGISTER)["register"]["accessToken"]
@@ -139,59 +166,118 @@ def run(sizes: list[int], runs: int) -> list[Row]:
     return rows
 
 
-def write_report(rows: list[Row], out: Path) -> None:
+def cells(name: str, stats: dict[str, float]) -> list[str]:
+    """p50, p95 and runs of one operation on one server, in the table's units."""
+    if name.startswith("importNotes"):
+        return [f"{stats['p50']:.0f}/s", "", "1"]
+    if name.startswith("building"):
+        return [f"{stats['p50']:.1f} s", "", "1"]
+    return [f"{stats['p50']:.1f} ms", f"{stats['p95']:.1f} ms", f"{stats['runs']:.0f}"]
+
+
+def table(results: dict[str, list[Row]]) -> list[str]:
+    """One Markdown table, one row per (operation, notes stored), p50/p95/runs per server.
+    Every server must have measured the same rows in the same order: a report that compares
+    servers on different operations would mislead, so it is refused."""
+    servers = list(results)
+    if not servers:
+        raise ValueError("no results to report")
+    keys = [(name, size) for name, size, _ in results[servers[0]]]
+    for server in servers[1:]:
+        other = [(name, size) for name, size, _ in results[server]]
+        if other != keys:
+            raise ValueError(f"{server} measured other rows than {servers[0]}: {other} != {keys}")
+    header = ["operation", "notes stored"]
+    for server in servers:
+        header += [f"{server} p50", f"{server} p95", f"{server} runs"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for index, (name, size) in enumerate(keys):
+        row = [name, str(size)]
+        for server in servers:
+            row += cells(name, results[server][index][2])
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def machine() -> str:
+    """CPU model, cores and memory, as far as Linux tells."""
+    model, memory = platform.machine(), ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB memory"
+    return f"{model}, {os.cpu_count()} CPU cores{memory}, {platform.system()} {platform.release()}"
+
+
+def write_report(results: dict[str, list[Row]], out: Path, load: tuple[float, float, float]) -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    names = ", ".join(f"`{server}` = {SERVERS[server]}" for server in results)
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `make bench` (scripts/bench.py): one local pouchdb-server 4.2.0 node, the app in",
-        "process (Flask test client, no network hop for the API), data loaded through `importNotes`.",
-        f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}.",
+        "Produced by `make bench-all` (scripts/bench.py --server all; `make bench` and",
+        "`make bench-couchdb3` run one server): for each server one local node started by the",
+        "script, the app in process (Flask test client, no network hop for the API), data loaded",
+        "through `importNotes`, each server measured alone, one after the other.",
+        f"Servers: {names}.",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {machine()}, Python {platform.python_version()}.",
+        f"Load average when the run started (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}."
+        + (
+            "\nThe machine was shared with other work (other processes were running): figures are"
+            "\nnoisy and slower than on an idle machine; compare the servers with each other, not"
+            "\nwith runs on other machines."
+            if load[0] > 1
+            else ""
+        ),
         f"Peak memory of the benchmark process (app + client): {rss_mb:.0f} MiB.",
         "",
-        "| operation | notes stored | p50 | p95 | runs |",
-        "|---|---:|---:|---:|---:|",
+        *table(results),
     ]
-    for name, size, stats in rows:
-        if name.startswith("importNotes"):
-            lines.append(f"| {name} | {size} | {stats['p50']:.0f}/s | | 1 |")
-        elif name.startswith("building"):
-            lines.append(f"| {name} | {size} | {stats['p50']:.1f} s | | 1 |")
-        else:
-            lines.append(
-                f"| {name} | {size} | {stats['p50']:.1f} ms | {stats['p95']:.1f} ms | {stats['runs']} |"
-            )
     out.write_text("\n".join(lines) + "\n" + NOTES)
     print("\n".join(lines))
 
 
 NOTES = """
 ## Reading the numbers
+- Both servers run the same script, the same data and the same requests; only the database
+  node differs. A row that differs a lot between the columns is a difference between the
+  servers (../shared/couchdb-notes.md), not between two benchmarks.
 - Listing pages and filters cost a constant number of database requests per GraphQL query
   (tests/integration/test_request_count.py counts them); their latency stays flat as the note
   count grows because each is one view range read with `limit`.
 - `totalCount` uses the `_count` reduce of the listing view. pouchdb-server recomputes reduces
   on every query, so its cost grows with the number of notes there; CouchDB 3 keeps reduce
-  values in the index (see ../shared/couchdb-notes.md). Clients that do not select
+  values in the index's inner nodes, so it stays flat. Clients that do not select
   `totalCount` do not pay for it.
 - Search reads one index row per matching note and word (not one per stored note), then fetches
   only the requested page. A rare word costs the same at any size; words that occur in nearly
   every note (the benchmark's vocabulary has 30 words) cost in proportion to the notes they
-  match: 0.85 s for two such words over 10,000 notes.
-- Views are brought up to date by `warm_views` after the load. pouchdb-server indexes only when
-  a view is queried, so the first query after a bulk load would otherwise pay for it (79 s at
-  10,000 notes here, mostly the search index); CouchDB 3 indexes in the background.
+  match, on both servers.
+- Views are brought up to date by `warm_views` after the load (the "building the views" row).
+  pouchdb-server indexes only when a view is queried, so without it the first query after a
+  bulk load would pay for the whole index (mostly the search index). CouchDB 3 can start
+  indexing in the background (its `ken` indexer) while the load runs, so its row may measure
+  only what was left to index.
 """
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", choices=[*SERVERS, "all"], default="pouchdb")
     parser.add_argument("--sizes", default="1000,10000", help="note counts to load, comma-separated")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    rows = run([int(s) for s in args.sizes.split(",")], args.runs)
-    write_report(rows, Path(args.out))
+    load = os.getloadavg()
+    servers = list(SERVERS) if args.server == "all" else [args.server]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {server: run(server, sizes, args.runs) for server in servers}
+    write_report(results, Path(args.out), load)
     return 0
 
 

@@ -20,8 +20,6 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,13 +29,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
+from devtools.couchdb3 import CouchDB3NotFound, NodesScript, pid_alive
 from devtools.local_server import LocalCluster, ensure_pouchdb_server
 from tests.support.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = "NOTEBOOK_TEST_SERVER"
 NODES_ENV = "NOTEBOOK_TEST_NODES"
-DIST_ENV = "COUCHDB3_DIST"
 KINDS = ("pouchdb", "couchdb3", "external")
 
 
@@ -47,12 +45,6 @@ def server_kind() -> str:
     if kind not in KINDS:
         raise pytest.UsageError(f"{SERVER_ENV} must be one of {', '.join(KINDS)}, not {kind!r}")
     return kind
-
-
-def couchdb3_dist() -> Path:
-    """Where nodes.py and the CouchDB 3 release live: COUCHDB3_DIST or ../shared/couchdb3."""
-    configured = os.environ.get(DIST_ENV, "").strip()
-    return Path(configured).resolve() if configured else PROJECT_ROOT.parent / "shared" / "couchdb3"
 
 
 class TestNode(Protocol):
@@ -101,43 +93,6 @@ def _json_request(
 # -- CouchDB 3 through nodes.py --------------------------------------------------------------------
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie is dead
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    return True
-
-
-class NodesScript:
-    """`nodes.py` of the CouchDB 3 release, run for one directory of nodes."""
-
-    def __init__(self, directory: Path) -> None:
-        self.script = couchdb3_dist() / "nodes.py"
-        if not self.script.exists():
-            raise pytest.UsageError(
-                f"{self.script} not found: set {DIST_ENV} to the directory holding nodes.py and the "
-                "CouchDB 3 release, or run the suite against external nodes (docs/testing.md)"
-            )
-        self.directory = directory
-
-    def __call__(self, *args: str, timeout: float = 180) -> str:
-        result = subprocess.run(
-            [sys.executable, str(self.script), args[0], "--dir", str(self.directory), *args[1:]],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"nodes.py {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
-        return result.stdout
-
-    def state(self) -> dict[str, Any]:
-        return json.loads((self.directory / "nodes.json").read_text())
-
-
 class CouchDB3Node:
     """One node of a nodes.py directory; kill/restart go through nodes.py (by recorded PID)."""
 
@@ -161,7 +116,7 @@ class CouchDB3Node:
 
     @property
     def is_running(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def kill(self) -> None:
         self.script("kill", "--node", str(self.index))
@@ -340,15 +295,12 @@ def start_nodes(
         local.start()
         made = NodeSet(kind, list(local.nodes), local=local)
     elif kind == "couchdb3":
-        script = NodesScript(Path(base_dir).resolve())
-        args = ["start", "--count", str(count)] + (["--cluster"] if cluster else [])
         try:
-            script(*args)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                script("stop")
-            raise
-        state = script.state()
+            script = NodesScript(Path(base_dir).resolve())
+        except CouchDB3NotFound as error:
+            hint = "or run the suite against external nodes (docs/testing.md)"
+            raise pytest.UsageError(f"{error}, {hint}") from error
+        state = script.start(count, cluster)
         user, password = state["user"], state["password"]
         nodes = [CouchDB3Node(script, index, user, password) for index in range(count)]
         made = NodeSet(kind, nodes, user, password, clustered=cluster, script=script)
