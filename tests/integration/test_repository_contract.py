@@ -156,7 +156,7 @@ def attempts(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield FakeAttemptStore()
         return
     config: Config = request.getfixturevalue("config")
-    client = CouchDBClient(config.couchdb_url)
+    client = CouchDBClient(config.couchdb_url, user=config.couchdb_user, password=config.couchdb_password)
     databases = open_databases(client, config.db_prefix)
     ensure_schema(databases)
     yield ThrottleRepository(databases.throttle)
