@@ -11,11 +11,21 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, TagCount, User
-from notebook.core.errors import NotFound, VersionConflict
+from notebook.core.domain import (
+    DELETED_USER_NAME,
+    Membership,
+    Note,
+    Notebook,
+    NoteQuery,
+    NoteRevision,
+    Page,
+    RefreshToken,
+    TagCount,
+    User,
+)
+from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
-from notebook.database.repository import DELETED_USER_NAME, EmailTaken, NoteQuery, RefreshToken
 
 _revisions = itertools.count(1)
 

@@ -8,13 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notebook.core import validation
-from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
-from notebook.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, RefreshToken, User, utc_now
+from notebook.core.errors import EmailTaken, Forbidden, InvalidInput, NotFound, Unauthenticated
 from notebook.database.repository import (
-    EmailTaken,
     MembershipRepository,
     NotebookRepository,
-    RefreshToken,
     RefreshTokenRepository,
     UserRepository,
 )

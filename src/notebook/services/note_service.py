@@ -13,6 +13,7 @@ from notebook.core.domain import (
     REVISION_PREFIX,
     Note,
     Notebook,
+    NoteQuery,
     NoteRevision,
     Page,
     TagCount,
@@ -23,7 +24,7 @@ from notebook.core.domain import (
 from notebook.core.errors import DomainError, InvalidInput, NotFound, VersionConflict
 from notebook.core.pagination import NOTE_ORDERS
 from notebook.core.search import tokenize
-from notebook.database.repository import NoteQuery, NoteRepository
+from notebook.database.repository import NoteRepository
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.notebook_service import NotebookService
 from notebook.utils.crypto_utils import new_id
