@@ -10,12 +10,7 @@ from dataclasses import dataclass
 from notebook.core import validation
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, RefreshToken, User, utc_now
 from notebook.core.errors import EmailTaken, Forbidden, InvalidInput, NotFound, Unauthenticated
-from notebook.database.repository import (
-    MembershipRepository,
-    NotebookRepository,
-    RefreshTokenRepository,
-    UserRepository,
-)
+from notebook.services.ports import MembershipStore, NotebookStore, RefreshTokenStore, UserStore
 from notebook.services.rate_limits import AbuseLimits, PasswordHashing
 from notebook.utils import crypto_utils
 
@@ -41,15 +36,15 @@ class AuthResult:
 class AuthService:
     def __init__(
         self,
-        users: UserRepository,
-        tokens: RefreshTokenRepository,
-        notebooks: NotebookRepository,
+        users: UserStore,
+        tokens: RefreshTokenStore,
+        notebooks: NotebookStore,
         secret_key: str,
         access_token_seconds: int,
         refresh_token_seconds: int,
         limits: AbuseLimits,
         hashing: PasswordHashing,
-        memberships: MembershipRepository | None = None,
+        memberships: MembershipStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = users
