@@ -14,17 +14,14 @@ from typing import Any
 import pytest
 
 from config.settings import Config
-from notebook.core.domain import Membership, Note, Notebook, NoteRevision, User
-from notebook.core.errors import InvalidInput, NotFound, VersionConflict
+from notebook.core.domain import Membership, Note, Notebook, NoteQuery, NoteRevision, RefreshToken, User
+from notebook.core.errors import EmailTaken, InvalidInput, NotFound, VersionConflict
 from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import ensure_schema, open_databases
 from notebook.database.repository import (
-    EmailTaken,
     MembershipRepository,
     NotebookRepository,
-    NoteQuery,
     NoteRepository,
-    RefreshToken,
     RefreshTokenRepository,
     UserRepository,
 )

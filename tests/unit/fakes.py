@@ -11,11 +11,21 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, TagCount, User
-from notebook.core.errors import NotFound, VersionConflict
+from notebook.core.domain import (
+    DELETED_USER_NAME,
+    Membership,
+    Note,
+    Notebook,
+    NoteQuery,
+    NoteRevision,
+    Page,
+    RefreshToken,
+    TagCount,
+    User,
+)
+from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
-from notebook.database.repository import DELETED_USER_NAME, EmailTaken, NoteQuery, RefreshToken
 
 _revisions = itertools.count(1)
 
@@ -283,10 +293,28 @@ class FakeNoteRepository:
     def get_many(self, note_ids: Iterable[str]) -> dict[str, Note]:
         return {nid: copy.deepcopy(self.store.notes[nid]) for nid in note_ids if nid in self.store.notes}
 
+    def get_versions(self, note_id: str, versions: Sequence[str]) -> list[Note]:
+        """The fake keeps no conflict leaves: only the current version can be asked for."""
+        current = self.store.notes.get(note_id)
+        return [copy.deepcopy(current)] if current is not None and current.version in versions else []
+
     def update(self, note: Note, revision: NoteRevision | None = None) -> None:
         _save(self.store.notes, note)
         if revision is not None:
             self.store.revisions[revision.id] = copy.deepcopy(revision)
+
+    def write_resolution(
+        self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
+    ) -> None:
+        """Store the winner and the revisions of the replaced versions; the losing leaves, which
+        the fake does not keep, are gone with it."""
+        note.conflict_versions = []
+        _save(self.store.notes, note)
+        for revision in revisions:
+            self.store.revisions[revision.id] = copy.deepcopy(revision)
+
+    def get_revision(self, revision_id: str) -> NoteRevision | None:
+        return copy.deepcopy(self.store.revisions.get(revision_id))
 
     def delete(self, note: Note) -> None:
         current = self.store.notes.get(note.id)

@@ -1,5 +1,5 @@
 """Import rules: the import-linter contracts in pyproject.toml hold (layers point inward, the API
-uses services, services never see the CouchDB client)."""
+uses services, services reach storage only through their Protocols)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,10 @@ MEMBER_PREFIX = "member:"
 # notebook roles, weakest first: a role may do everything the roles before it may do
 ROLES = ("VIEWER", "EDITOR", "OWNER")
 
+# the display name a deleted account keeps, so that notes it wrote in other people's notebooks
+# still name an author
+DELETED_USER_NAME = "Deleted account"
+
 
 def utc_now() -> str:
     """Current time as a fixed-width ISO 8601 UTC string, so that text order is time order."""
@@ -170,3 +174,31 @@ class NoteRevision:
             reason=reason,
             replaced_version=note.version or "",
         )
+
+
+@dataclass
+class RefreshToken:
+    """One refresh token of a login session (`family`); only the token's SHA-256 is kept."""
+
+    token_hash: str
+    user_id: str
+    family: str
+    expires_at: float
+    used: bool = False
+    revoked: bool = False
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class NoteQuery:
+    """What a note listing asks for; `scope` is 'o:<owner id>' or 'n:<notebook id>'; `shared`
+    adds the notes of these notebooks (shared with the caller) to an 'o:' scope."""
+
+    scope: str
+    trashed: bool = False
+    order: str = "UPDATED_DESC"
+    first: int = 20
+    after: str | None = None
+    tag: str | None = None
+    words: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()

@@ -30,6 +30,11 @@ class InvalidInput(DomainError):
     code = "BAD_USER_INPUT"
 
 
+class EmailTaken(Exception):
+    """Another account already has this e-mail address. Not a DomainError: the service that
+    registers an account turns it into the error the client sees."""
+
+
 class VersionConflict(DomainError):
     """A write named a stale version; nothing was changed."""
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from notebook.core.domain import (
+    DELETED_USER_NAME,
     Membership,
     Note,
     Notebook,
+    NoteQuery,
     NoteRevision,
     Page,
+    RefreshToken,
     TagCount,
     User,
     membership_id,
 )
-from notebook.core.errors import NotFound, VersionConflict
+from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.couch import Database, DocumentConflict
@@ -63,7 +66,6 @@ def _user_from_doc(doc: dict[str, Any]) -> User:
 # what stays of a deleted account: its id, so that notes it wrote in other people's notebooks
 # still name an author ("deleted account"); no e-mail, no password, no sessions
 DELETED_USER_TYPE = "deleted_user"
-DELETED_USER_NAME = "Deleted account"
 
 
 def _deleted_user_from_doc(doc: dict[str, Any]) -> User:
@@ -72,10 +74,6 @@ def _deleted_user_from_doc(doc: dict[str, Any]) -> User:
 
 def _email_claim_id(email: str) -> str:
     return "email:" + hashlib.sha256(email.encode()).hexdigest()
-
-
-class EmailTaken(Exception):
-    pass
 
 
 class UserRepository:
@@ -159,17 +157,6 @@ class UserRepository:
                 continue
             return user
         raise VersionConflict("the user keeps changing; try again", self.get(user_id).version)
-
-
-@dataclass
-class RefreshToken:
-    token_hash: str
-    user_id: str
-    family: str
-    expires_at: float
-    used: bool = False
-    revoked: bool = False
-    version: str | None = None
 
 
 class RefreshTokenRepository:
@@ -596,21 +583,6 @@ def _fields(note: Note) -> tuple[str, str, list[str]]:
 
 
 _SORT_FIELD = {"UPDATED_DESC": 1, "UPDATED_ASC": 1, "CREATED_DESC": 2, "TITLE_ASC": 3}
-
-
-@dataclass(frozen=True)
-class NoteQuery:
-    """What a note listing asks for; `scope` is 'o:<owner id>' or 'n:<notebook id>'; `shared`
-    adds the notes of these notebooks (shared with the caller) to an 'o:' scope."""
-
-    scope: str
-    trashed: bool = False
-    order: str = "UPDATED_DESC"
-    first: int = 20
-    after: str | None = None
-    tag: str | None = None
-    words: tuple[str, ...] = ()
-    shared: tuple[str, ...] = ()
 
 
 # position of each order's sort key in the value of the notes_by_notebook view

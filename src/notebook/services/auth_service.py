@@ -8,16 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notebook.core import validation
-from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
-from notebook.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from notebook.database.repository import (
-    EmailTaken,
-    MembershipRepository,
-    NotebookRepository,
-    RefreshToken,
-    RefreshTokenRepository,
-    UserRepository,
-)
+from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, RefreshToken, User, utc_now
+from notebook.core.errors import EmailTaken, Forbidden, InvalidInput, NotFound, Unauthenticated
+from notebook.services.ports import MembershipStore, NotebookStore, RefreshTokenStore, UserStore
 from notebook.services.rate_limits import AbuseLimits, PasswordHashing
 from notebook.utils import crypto_utils
 
@@ -43,15 +36,15 @@ class AuthResult:
 class AuthService:
     def __init__(
         self,
-        users: UserRepository,
-        tokens: RefreshTokenRepository,
-        notebooks: NotebookRepository,
+        users: UserStore,
+        tokens: RefreshTokenStore,
+        notebooks: NotebookStore,
         secret_key: str,
         access_token_seconds: int,
         refresh_token_seconds: int,
         limits: AbuseLimits,
         hashing: PasswordHashing,
-        memberships: MembershipRepository | None = None,
+        memberships: MembershipStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = users

@@ -20,8 +20,12 @@ from notebook.core import validation
 from notebook.core.domain import METADATA_REASON, Note, NoteRevision, User, format_time, revision_id, utc_now
 from notebook.core.errors import InvalidInput, StorageError, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
+
+# the one place a service sees stored documents: merging works on the revision leaves of one
+# document, which only the database layer can list (see [tool.importlinter] in pyproject.toml)
 from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
-from notebook.database.repository import NoteRepository, note_from_doc
+from notebook.database.repository import note_from_doc
+from notebook.services.ports import ResolutionStore
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ class ConflictResolver:
 
     def __init__(
         self,
-        notes: NoteRepository,
+        notes: ResolutionStore,
         notes_store: ConflictStore,
         other_stores: Sequence[ConflictStore],
         base_wait_seconds: float = 300.0,

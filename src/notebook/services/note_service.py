@@ -13,6 +13,7 @@ from notebook.core.domain import (
     REVISION_PREFIX,
     Note,
     Notebook,
+    NoteQuery,
     NoteRevision,
     Page,
     TagCount,
@@ -23,9 +24,9 @@ from notebook.core.domain import (
 from notebook.core.errors import DomainError, InvalidInput, NotFound, VersionConflict
 from notebook.core.pagination import NOTE_ORDERS
 from notebook.core.search import tokenize
-from notebook.database.repository import NoteQuery, NoteRepository
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.notebook_service import NotebookService
+from notebook.services.ports import NoteStore
 from notebook.utils.crypto_utils import new_id
 
 MAX_SEARCH_WORDS = 20
@@ -47,7 +48,7 @@ def _generation(version: str | None) -> int:
 class NoteService:
     def __init__(
         self,
-        notes: NoteRepository,
+        notes: NoteStore,
         notebooks: NotebookService,
         resolver: ConflictResolver,
         revision_retention: int = 100,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from notebook.core import validation
 from notebook.core.domain import (
@@ -18,14 +18,10 @@ from notebook.core.domain import (
     utc_now,
 )
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, VersionConflict
-from notebook.database.repository import MembershipRepository, NotebookRepository, UserRepository
+from notebook.services.ports import MembershipStore, NotebookStore, UserDirectory
 from notebook.utils.crypto_utils import new_id
 
 MAX_NOTEBOOK_PAGE = 500
-
-
-class Users(Protocol):
-    def get_by_email(self, email: str) -> User | None: ...
 
 
 class NotebookService:
@@ -34,9 +30,9 @@ class NotebookService:
 
     def __init__(
         self,
-        notebooks: NotebookRepository,
-        memberships: MembershipRepository,
-        users: UserRepository | Users,
+        notebooks: NotebookStore,
+        memberships: MembershipStore,
+        users: UserDirectory,
         max_notebooks_per_user: int = 500,
     ) -> None:
         self.notebooks = notebooks
