@@ -136,7 +136,9 @@ def test_a_document_written_on_any_node_appears_on_the_others(
         written.append(doc_id)
     assert wait_for(lambda: all(has_doc(client, doc_id) for client in clients for doc_id in written))
 
-    lags = manager.measure_lag(timeout=15)
+    # generous: on a loaded machine CouchDB 3 may start a job seconds late (scheduler jitter);
+    # the point is that every link delivers, not how fast (the benchmark measures that)
+    lags = manager.measure_lag(timeout=60)
     assert len(lags) == 3 * 2 * len(DATABASES)  # every ordered pair of nodes, every database
     assert all(isinstance(lag, float) for lag in lags.values()), lags
     values = sorted(lag for lag in lags.values() if lag is not None)
