@@ -24,6 +24,9 @@ from notebook.database.design_docs import (
     ensure_schema,
     schema_views,
 )
+from notebook.database.design_docs import (
+    build_view as build_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ WarmView = Callable[[Database, str, str], None]
 
 def build_view(db: Database, design: str, view: str) -> None:
     """Bring one view up to date (its first query builds the index) without returning rows."""
-    db.view(design, view, limit=0, timeout=VIEW_BUILD_SECONDS)
+    build_index(db, design, view, VIEW_BUILD_SECONDS)
 
 
 class Warmup:

@@ -6,12 +6,16 @@ View functions are plain ES5 so CouchDB 3 and pouchdb-server evaluate them the s
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from notebook.core.search import title_sort_key
-from notebook.database.couch import CouchDBClient, Database, DocumentNotFound
+from notebook.database.couch import CouchDBClient, Database, DatabaseUnavailable, DocumentNotFound
+
+log = logging.getLogger(__name__)
 
 # note listing views: key [scope, trashed, sort key, id]; scope is "o:<owner>" or "n:<notebook>".
 # Every sort key is ordered the same by CouchDB 3 (ICU collation) and pouchdb-server (code
@@ -263,7 +267,25 @@ def warm_views(databases: Databases, timeout: float = VIEW_BUILD_SECONDS) -> Non
     background by itself): run this after bulk loads. At start-up notebook.warmup does it in
     a background thread."""
     for db, design, view in schema_views(databases):
-        db.view(design, view, limit=0, timeout=timeout)
+        build_view(db, design, view, timeout)
+
+
+def build_view(db: Database, design: str, view: str, timeout: float = VIEW_BUILD_SECONDS) -> None:
+    """Query one view (limit 0) until its index is up to date, for at most `timeout` seconds.
+
+    CouchDB 3 gives up waiting for an index after its own `[fabric] request_timeout` (60 s) and
+    answers 500 "timeout" while the build goes on in the background; the client reports that
+    as DatabaseUnavailable. Such a query is repeated until the index is ready (each attempt
+    waits up to 60 s, so this loop is bounded by `timeout`); any other error is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.view(design, view, limit=0, timeout=max(1.0, deadline - time.monotonic()))
+            return
+        except DatabaseUnavailable as exc:
+            if "500 timeout " not in exc.reason or time.monotonic() >= deadline:
+                raise
+            log.info("index still building; asking again", extra={"db": db.name, "view": view})
 
 
 def backfill_title_keys(notes: Database, batch: int = 200) -> int:

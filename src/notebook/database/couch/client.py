@@ -294,7 +294,13 @@ class CouchDBClient:
                     raise DatabaseUnavailable(f"outcome unknown: {last_error}") from None
                 continue
             if response.status_code >= 500:
-                answer = NodeFailure(f"{response.status_code} from {node.url}", sent=True, transient=True)
+                # keep CouchDB's error name ("timeout" when a view build outlasts CouchDB 3's own
+                # fabric request_timeout, 60 s): callers and logs need it to tell why
+                answer = NodeFailure(
+                    f"{response.status_code} {_error_name(response)}from {node.url}",
+                    sent=True,
+                    transient=True,
+                )
                 last_error = pool.failed(node, answer)
                 if kind is RequestKind.DOC_WRITE:
                     verifying, verify_on = True, node
@@ -374,3 +380,13 @@ class CouchDBClient:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _error_name(response: httpx.Response) -> str:
+    """CouchDB's `error` field of an error answer followed by a space, or "" (never a body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return f"{error} " if isinstance(error, str) and error.isidentifier() else ""
