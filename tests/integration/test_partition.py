@@ -154,11 +154,14 @@ def test_edits_on_both_sides_of_a_partition_are_merged(cluster: Cluster) -> None
             "note"
         ]
         assert seen["content"] == merged and seen["conflicts"] == []
-    revisions = {r["content"]: r["reason"] for r in seen["revisions"]}
-    assert {revisions.get(edited_a["content"]), revisions.get(edited_b["content"])} == {
-        "CONFLICT_MERGE",
-        "CONFLICT_LOSER",
-    }, seen["revisions"]
+    # the revision documents written with the merge replicate on their own, after the note itself
+    def sides_kept() -> dict[str, str] | None:
+        history = gql.data(f"query($id: ID!) {{ note(id: $id) {{ {NOTE} }} }}", {"id": note["id"]}, token)
+        found = {r["content"]: r["reason"] for r in history["note"]["revisions"]}
+        sides = {found.get(edited_a["content"]), found.get(edited_b["content"])}
+        return found if sides == {"CONFLICT_MERGE", "CONFLICT_LOSER"} else None
+
+    revisions = wait_until(sides_kept, CONVERGE_SECONDS, "both sides' versions in the note's revisions")
     assert revisions.get(PARAGRAPHS) == "EDIT"
 
 
