@@ -9,7 +9,6 @@ neither successor refreshes any more, on either node.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from notebook.utils.crypto_utils import token_digest
 from tests.conftest import GraphQL
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_for
 
 REFRESH = """mutation($token: String!) {
   refreshToken(refreshToken: $token) { accessToken refreshToken user { id } } }"""
@@ -60,14 +60,9 @@ class TwoNodes:
             client.close()
 
 
-def wait_until(condition: Callable[[], Any], what: str, seconds: float = REPLICATION_SECONDS) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)  # polling interval, not a timing assertion
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+def wait_until(condition: Callable[[], Any], what: str) -> Any:
+    """The shared tests.support.waiting.wait_for, with this module's replication allowance."""
+    return wait_for(condition, REPLICATION_SECONDS, what)
 
 
 @pytest.fixture(scope="module")
