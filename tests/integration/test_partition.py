@@ -26,7 +26,7 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_for as wait_until
 
 PARAGRAPHS = "Intro paragraph.\n\nMiddle paragraph.\n\nClosing paragraph."
-NOTE = "id title content version revisions { content reason } conflicts { version content }"
+NOTE = "id title content version notebook { id } revisions { content reason } conflicts { version content }"
 CONVERGE_SECONDS = 90
 
 
@@ -91,7 +91,7 @@ def edit(gql: GraphQL, token: str, note: dict, content: str) -> dict:
 
 
 def shared_note(cluster: Cluster) -> tuple[str, dict]:
-    """A user and a note that every node has."""
+    """A user and a note that every node has, with the notebook its permission check reads."""
     user = cluster.gql[0].register()
     note = cluster.gql[0].data(
         f'mutation($c: String!) {{ createNote(input: {{title: "Plan", content: $c}}) {{ {NOTE} }} }}',
@@ -102,11 +102,12 @@ def shared_note(cluster: Cluster) -> tuple[str, dict]:
     wait_until(
         lambda: all(
             (cluster.doc_on(n, note["id"]) or {}).get("_rev") == note["version"]
+            and cluster.doc_on(n, note["notebook"]["id"])
             and cluster.clients[n].database(users_db).get_or_none(user["user"]["id"])
             for n in range(3)
         ),
         30,
-        "the user and the note on every node",
+        "the user, the note and its notebook on every node",
     )
     return user["token"], note
 
