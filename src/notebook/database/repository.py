@@ -23,6 +23,7 @@ from notebook.core.domain import (
 from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
+from notebook.database.conflicts import resolution_write_id
 from notebook.database.couch import Database, DocumentConflict
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
@@ -660,7 +661,9 @@ class NoteRepository:
         docs = [doc]
         docs += [{"_id": note.id, "_rev": version, "_deleted": True} for version in losing_versions]
         docs += [revision_to_doc(revision, note) for revision in revisions]
-        results = self.db.bulk_docs(docs)
+        # the same answer from every node's resolver is the same revision (resolution_write_id)
+        replaced = [note.version or "", *losing_versions]
+        results = self.db.bulk_docs(docs, write_id=resolution_write_id(note.id, replaced))
         written = {
             r["rev"] for r in results if r.get("id") == note.id and r.get("rev") and not r.get("error")
         }

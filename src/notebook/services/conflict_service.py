@@ -67,6 +67,11 @@ def version_of(note: Note | NoteRevision, version: str = "") -> NoteVersion:
     )
 
 
+def _loser_reason(loser: Note, result: tuple[str, str, tuple[str, ...]]) -> str:
+    """A losing version the result already equals is kept but not listed: nothing was lost."""
+    return METADATA_REASON if _fields(version_of(loser)) == result else "CONFLICT_LOSER"
+
+
 def apply_version(note: Note, merged: NoteVersion) -> Note:
     return replace(
         note,
@@ -205,9 +210,11 @@ class ConflictResolver:
                     return False
                 merged = outcome.version
             result = apply_version(winner, merged)
-            # every replaced version keeps its revision, including the winner's previous state
-            revisions = [NoteRevision.of(loser, "CONFLICT_LOSER") for loser, _ in losers]
-            changed = _fields(version_of(result)) != _fields(version_of(winner))
+            # every replaced version keeps its revision, including the winner's previous state;
+            # one whose fields the result already has is kept but not listed (nothing was lost)
+            kept = _fields(version_of(result))
+            revisions = [NoteRevision.of(loser, _loser_reason(loser, kept)) for loser, _ in losers]
+            changed = kept != _fields(version_of(winner))
             revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE" if changed else METADATA_REASON))
             try:
                 self.notes.write_resolution(result, [leaf.rev for leaf in loser_leaves], revisions)

@@ -63,8 +63,9 @@ class Database:
         answers = self._request("GET", quote_id(doc_id), params=params)
         return [answer["ok"] for answer in answers if isinstance(answer, dict) and answer.get("ok")]
 
-    def _stamp(self, doc: dict[str, Any]) -> None:
-        """Give a document about to be written a fresh write id (see verification.py).
+    def _stamp(self, doc: dict[str, Any], write_id: str | None = None) -> None:
+        """Give a document about to be written a fresh write id (see verification.py), or
+        `write_id` when the caller names the write itself.
 
         Always fresh, also when `doc` was read back with an older one: the id names this write.
         Design and local documents, tombstones and system databases are left as they are.
@@ -72,7 +73,7 @@ class Database:
         doc_id = str(doc.get("_id", ""))
         if self.name.startswith("_") or doc_id.startswith(("_design/", "_local/")) or doc.get("_deleted"):
             return
-        doc[WRITE_ID_FIELD] = new_write_id()
+        doc[WRITE_ID_FIELD] = write_id or new_write_id()
 
     def put(self, doc: dict[str, Any]) -> str:
         """Create or update a document; return its new revision (DocumentConflict if stale)."""
@@ -84,8 +85,14 @@ class Database:
     def delete(self, doc_id: str, rev: str) -> str:
         return self._request("DELETE", quote_id(doc_id), params={"rev": rev})["rev"]
 
-    def bulk_docs(self, docs: Sequence[dict[str, Any]], new_edits: bool = True) -> list[dict[str, Any]]:
-        """Write many documents in one round trip; each result has `id` and `rev` or `error`."""
+    def bulk_docs(
+        self, docs: Sequence[dict[str, Any]], new_edits: bool = True, write_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Write many documents in one round trip; each result has `id` and `rev` or `error`.
+
+        `write_id` names a write that other processes may make identically (conflict
+        resolution): the same body on the same parent then gets the same revision id on every
+        node, where a fresh id per process would make each node's answer a new conflict."""
         if not docs:
             return []
         body: dict[str, Any] = {"docs": list(docs)}
@@ -94,7 +101,7 @@ class Database:
         else:
             for doc in docs:
                 doc.setdefault("_id", uuid.uuid4().hex)  # an id lets an uncertain write be checked
-                self._stamp(doc)
+                self._stamp(doc, write_id)
         return self._request("POST", "_bulk_docs", body=body)
 
     def all_docs(self, keys: Iterable[str], include_docs: bool = True, **params: Any) -> list[dict[str, Any]]:
