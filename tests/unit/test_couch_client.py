@@ -69,8 +69,11 @@ def test_idempotent_posts_are_simply_retried(
 
 
 def test_repeated_server_errors_open_the_circuit(cluster: FakeCluster, make_client: Any) -> None:
-    client = make_client(failure_threshold=3)
+    client = make_client(failure_threshold=3, probe_interval=60.0)
     client.start_health_monitor()
+    # a probe that succeeds between the failures would reset their count: let the first round
+    # finish, and the next is a minute away (this failed in CI on a loaded machine)
+    assert wait_for(lambda: all(s["last_checked"] for s in client.nodes_status()))
     for _ in range(3):
         cluster[0].fail_next("GET", "", "500")
         client.server_info()
