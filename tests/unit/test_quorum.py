@@ -215,3 +215,35 @@ def test_write_quorum_setting() -> None:
         load_config({**testing, "WRITE_QUORUM": "2"}).validate()
     with pytest.raises(ConfigError, match="WRITE_QUORUM"):
         load_config({**testing, "WRITE_QUORUM": "x"})
+
+
+def test_while_failed_over_quorum_writes_copy_themselves_to_the_returned_preferred_node(
+    cluster: FakeCluster, make_client: Any
+) -> None:
+    """Failback then waits for exactly the writes whose copy did not land, however recent."""
+    client = make_client(write_quorum=2, probe_interval=0.0)
+    db = client.database("notes")
+    cluster[0].down = True
+    client.check_nodes()
+    during = db.put({"_id": "note:during", "title": "during the outage"})
+    assert "note:during" not in cluster[0].dbs["notes"]
+
+    cluster[0].down = False
+    client.check_nodes()  # back, but it lacks note:during: no failback yet
+    assert active(client) == cluster[1].url
+    after = db.put({"_id": "note:after", "title": "after its return"})
+    assert cluster[0].dbs["notes"]["note:after"]["_rev"] == after  # copied at once
+    assert cluster[2].dbs["notes"]["note:after"]["_rev"] == after  # the quorum copy as before
+
+    cluster[0].fail_next("POST", "_bulk_docs", "500")
+    lost_copy = db.put({"_id": "note:nocopy", "title": "its copy failed"})
+    assert "note:nocopy" not in cluster[0].dbs["notes"]
+    cluster[0].dbs["notes"]["note:during"] = dict(cluster[1].dbs["notes"]["note:during"])
+    cluster[0].histories[("notes", "note:during")] = {during}
+    client.check_nodes()
+    assert active(client) == cluster[1].url  # waits for note:nocopy, though it is recent
+
+    cluster[1].replicate_to(cluster[0])
+    client.check_nodes()
+    assert active(client) == cluster[0].url
+    assert db.get("note:nocopy")["_rev"] == lost_copy

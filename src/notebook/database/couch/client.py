@@ -131,6 +131,7 @@ class CouchDBClient:
         )
         self.requests = RequestCounter()
         self._pool = NodePool(nodes, failure_threshold, self._scrub)
+        self._pool.copies_to_preferred = write_quorum > 1
         self._health = HealthMonitor(
             self._pool, self._send, probe_interval, self.connect_timeout, self._scrub
         )
@@ -342,29 +343,19 @@ class CouchDBClient:
 
     def _reach_quorum(self, written_on: CouchNode, push: QuorumPush) -> None:
         """Push the written revisions to the next nodes in failover order until `write_quorum`
-        nodes hold each; raise QuorumNotReached when the nodes or `quorum_timeout` run out."""
+        nodes hold each; raise QuorumNotReached when the nodes or `quorum_timeout` run out.
+        While failed over, a preferred node that is back gets a copy too (see _copy_to_preferred)."""
         required = self.write_quorum
         deadline = time.monotonic() + self.quorum_timeout
         for node in self._pool.quorum_order(written_on):
             pending = push.pending(required)
-            remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
+            if not pending or deadline - time.monotonic() <= 0:
                 break
-            body = {"new_edits": False, "docs": pending}
-            try:
-                response = self._send(
-                    node, "POST", f"{push.db_path}/_bulk_docs", None, body, min(remaining, self.timeout)
-                )
-            except NodeFailure as failure:
-                push.reasons.append(self._pool.failed(node, failure))
-                continue
-            if response.status_code >= 400:  # 404: the database is not (yet) on that node
-                push.reasons.append(f"{response.status_code} {_error_name(response)}from {node.url}")
-                continue
-            push.record(pending, decode(response))
+            self._push(node, push, pending, deadline)
         short = push.short_of(required)
         if not short:
             self._pool.count("quorum_writes")
+            self._copy_to_preferred(written_on, push, deadline)
             return
         self._pool.count("quorum_failures")
         copies = min(push.copies.get(doc_id, 0) for doc_id in short)
@@ -375,6 +366,38 @@ class CouchDBClient:
                    "error": self._scrub(reason)},
         )  # fmt: skip
         raise QuorumNotReached(short, copies, required, self._scrub(reason))
+
+    def _push(self, node: CouchNode, push: QuorumPush, docs: list[dict[str, Any]], deadline: float) -> None:
+        """Store these exact revisions on `node` (`new_edits=false`); record which it took."""
+        body = {"new_edits": False, "docs": docs}
+        timeout = max(0.05, min(deadline - time.monotonic(), self.timeout))
+        try:
+            response = self._send(node, "POST", f"{push.db_path}/_bulk_docs", None, body, timeout)
+        except NodeFailure as failure:
+            push.reasons.append(self._pool.failed(node, failure))
+            return
+        if response.status_code >= 400:  # 404: the database is not (yet) on that node
+            push.reasons.append(f"{response.status_code} {_error_name(response)}from {node.url}")
+            return
+        try:
+            push.record(node.url, docs, decode(response))
+        except CouchError as exc:
+            push.reasons.append(str(exc))
+
+    def _copy_to_preferred(self, written_on: CouchNode, push: QuorumPush, deadline: float) -> None:
+        """While failed over to another node, give the preferred node, once it answers again, a
+        copy of every quorum write (not counted in the quorum). Failback then waits only for the
+        writes whose copy did not land there; without it, a write acknowledged a moment before
+        failback could still be travelling through replication, and its author would read the
+        older version from the preferred node."""
+        pool = self._pool
+        preferred = pool.preferred
+        with pool.lock:
+            if pool.active is preferred or preferred.circuit_open or written_on is preferred:
+                return
+        if preferred.url not in push.holders:
+            self._push(preferred, push, push.docs, deadline)
+        pool.confirm_on_preferred(push.db_path, push.held_by(preferred.url))
 
     def _succeeded(self, node: CouchNode) -> None:
         self._served.url = node.url

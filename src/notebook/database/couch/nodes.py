@@ -102,6 +102,9 @@ class NodePool:
         # each when the preferred node came back: failback waits until the preferred has as many
         self.databases: set[str] = set()
         self.counts_at_return: dict[str, int] | None = None
+        # quorum writes copy themselves to the preferred node once it is back (client.py), so
+        # failback waits for every write made elsewhere whose copy did not land, however recent
+        self.copies_to_preferred = False
         self.behind_warned_at = 0.0
         self.stats = dict.fromkeys(_STATS, 0)
         self.monitor_running: Callable[[], bool] = lambda: False
@@ -222,6 +225,14 @@ class NodePool:
                     self.written_elsewhere[key] = (result["rev"], now)
             while len(self.written_elsewhere) > self.max_tracked_writes:
                 self.written_elsewhere.pop(next(iter(self.written_elsewhere)))
+
+    def confirm_on_preferred(self, db_path: str, revs: Mapping[str, str]) -> None:
+        """These revisions (doc id -> rev) are on the preferred node: failback need not wait."""
+        with self.lock:
+            for doc_id, rev in revs.items():
+                key = (db_path, doc_id)
+                if self.written_elsewhere.get(key, ("", 0.0))[0] == rev:
+                    del self.written_elsewhere[key]
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -388,10 +399,14 @@ class HealthMonitor:
         """Route back to the preferred node once it is healthy and caught up.
 
         Caught up: every document revision this client wrote on another node while failed over
-        is on the preferred node (`missing_on`). Writes made after the node came back and less
-        than a probe interval ago are not waited for: they are still travelling through
-        replication, and under steady load there always are some. Writes of other app processes
-        travel the same replication links, so ours are a sample of that stream.
+        is on the preferred node (`missing_on`), and it has every database with as many
+        documents as the active node had when it came back (`short_databases`: a node that lost
+        its disk). With quorum writes each write also copies itself to the preferred node once
+        it is back (client.py), and every write whose copy did not land is waited for. Without
+        them (write quorum 1), writes made after the node came back and less than a probe
+        interval ago are not waited for: they are still travelling through replication, and
+        under steady load there always are some. Writes of other app processes travel the same
+        replication links, so ours are a sample of that stream.
 
         The wait is bounded per check (one `_revs_diff` per database) but not in time by
         default: a node that stays behind means replication into it is broken, and routing
@@ -419,7 +434,7 @@ class HealthMonitor:
             required = {
                 key: rev
                 for key, (rev, at) in pool.written_elsewhere.items()
-                if at <= back_since or now - at >= settle
+                if at <= back_since or now - at >= settle or pool.copies_to_preferred
             }
         missing = self.missing_on(preferred, required, active)
         if missing is None:

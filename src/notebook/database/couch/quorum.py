@@ -37,6 +37,7 @@ class QuorumPush:
     docs: list[dict[str, Any]]
     copies: dict[str, int] = field(default_factory=dict)  # doc id -> nodes holding the revision
     reasons: list[str] = field(default_factory=list)  # why a node did not take them (for logs)
+    holders: dict[str, set[str]] = field(default_factory=dict)  # node url -> doc ids it took
 
     @property
     def ids(self) -> list[str]:
@@ -48,7 +49,7 @@ class QuorumPush:
     def short_of(self, required: int) -> list[str]:
         return [doc_id for doc_id in self.ids if self.copies.get(doc_id, 0) < required]
 
-    def record(self, sent: Sequence[Mapping[str, Any]], answer: Any) -> None:
+    def record(self, node_url: str, sent: Sequence[Mapping[str, Any]], answer: Any) -> None:
         """Count the node that answered `answer` to `sent` as a holder of every document it did
         not refuse (CouchDB 3 answers `[]` when all were stored, pouchdb-server one entry per
         document; refusals carry `error`)."""
@@ -61,6 +62,12 @@ class QuorumPush:
             doc_id = str(doc["_id"])
             if doc_id not in refused:
                 self.copies[doc_id] = self.copies.get(doc_id, 0) + 1
+                self.holders.setdefault(node_url, set()).add(doc_id)
+
+    def held_by(self, node_url: str) -> dict[str, str]:
+        """doc id -> revision of the documents `node_url` took."""
+        taken = self.holders.get(node_url, set())
+        return {str(doc["_id"]): str(doc["_rev"]) for doc in self.docs if doc["_id"] in taken}
 
 
 def exempt_database(db_path: str) -> bool:
