@@ -31,7 +31,7 @@ from tests.support.note_load import (
     Ledger,
     app_process,
     client_events,
-    histories,
+    holdings,
     missing_revisions,
     run_writers,
     stop_writers,
@@ -161,16 +161,20 @@ def run_drill(drill: Drill, quorum: int, tmp_path: Path) -> dict[str, Any]:
         def converged() -> bool:
             docs = [winners(node, drill.notes_db, ids) for node in nodes]
             present = [set(d) for d in docs]
+            state["absent"] = [sorted(set(ids) - p)[:3] for p in present]
             if quorum > 1 and any(len(p) < len(ids) for p in present):
                 return False
             if len({frozenset(p) for p in present}) > 1:
                 return False
-            if any(len({d[nid]["_rev"] for d in docs}) > 1 for nid in present[0]):
-                return False  # the winners differ: replication still running
-            held = [histories(node, drill.notes_db, ids) for node in nodes]
+            differing = [nid for nid in present[0] if len({d[nid]["_rev"] for d in docs}) > 1]
+            state["differing_winners"] = {nid: [d[nid]["_rev"] for d in docs] for nid in differing[:3]}
+            if differing:
+                return False  # replication still running
+            held = holdings(list(nodes), drill.notes_db, ids)
             per_node = [{nid: [v for v in wanted[nid] if v not in h[nid]] for nid in ids} for h in held]
             lost = {nid: [v for v in wanted[nid] if all(v not in h[nid] for h in held)] for nid in ids}
             state["lost"] = {nid: revs for nid, revs in lost.items() if revs}
+            state["unequal"] = [{nid: m[nid] for nid in ids if m[nid] != lost[nid]} for m in per_node]
             # every node holds every acknowledged revision that any node holds
             return all(m == lost for m in per_node)
 
@@ -207,6 +211,7 @@ def run_drill(drill: Drill, quorum: int, tmp_path: Path) -> dict[str, Any]:
         "converged": bool(is_converged),
         "failed_back": bool(failed_back),
         "doc_counts_per_node": counts,
+        "convergence_state": {k: v for k, v in state.items() if k != "lost"} if not is_converged else {},
         "failback_events": [
             {k: e.get(k) for k in ("message", "missing_revisions", "databases_behind", "waited_s") if k in e}
             for e in events

@@ -199,6 +199,8 @@ class Writer(threading.Thread):
                     self.create(step)
                 else:
                     self.update(self.random.choice(ready), step)
+                if step % 4 == 0 and self.last_ack:
+                    self.read(self.random.choice(list(self.last_ack)))  # an older note of ours
         except BaseException as exc:  # reported by the test
             self.error = exc
         finally:
@@ -303,25 +305,54 @@ def winners(node: Any, db: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {row["key"]: row["doc"] for row in body["rows"] if row.get("doc")}
 
 
-def histories(node: Any, db: str, ids: list[str]) -> dict[str, set[str]]:
-    """Every revision in any leaf's history of each document on `node` (not `_revs_diff`, which
-    pouchdb-server answers with replicated ancestors as missing)."""
+def leaf_paths(node: Any, db: str, ids: list[str]) -> dict[str, list[list[str]]]:
+    """Per document on `node`, each leaf's revision path (leaf first). Not `_revs_diff`, which
+    pouchdb-server answers with replicated ancestors as missing."""
 
-    def history(doc_id: str) -> set[str]:
+    def paths(doc_id: str) -> list[list[str]]:
         status, leaves = node.request(
             "GET", f"{db}/{quote(doc_id, safe='')}?open_revs=all&revs=true", timeout=30
         )
-        revs: set[str] = set()
         if status != 200 or not isinstance(leaves, list):
-            return revs
+            return []
+        found = []
         for leaf in leaves:
-            body = leaf.get("ok") or {}
-            start = body.get("_revisions", {}).get("start", 0)
-            revs.update(f"{start - i}-{h}" for i, h in enumerate(body.get("_revisions", {}).get("ids", [])))
-        return revs
+            revisions = (leaf.get("ok") or {}).get("_revisions", {})
+            start = revisions.get("start", 0)
+            found.append([f"{start - i}-{h}" for i, h in enumerate(revisions.get("ids", []))])
+        return found
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(zip(ids, pool.map(history, ids), strict=True))
+        return dict(zip(ids, pool.map(paths, ids), strict=True))
+
+
+def holdings(nodes: list[Any], db: str, ids: list[str]) -> list[dict[str, set[str]]]:
+    """Per node and document, the revisions the node holds: every revision in its leaves'
+    histories, and every ancestor of those that another node's history names. A node may keep a
+    shorter history (a revision pushed with its parent only, to a node that had lost the
+    document): a descendant of a write, built on it, counts as holding it."""
+    per_node = [leaf_paths(node, db, ids) for node in nodes]
+    held: list[dict[str, set[str]]] = []
+    for paths in per_node:
+        mine: dict[str, set[str]] = {}
+        for doc_id in ids:
+            revs = {rev for path in paths[doc_id] for rev in path}
+            for other in per_node:
+                for path in other[doc_id]:
+                    for i, rev in enumerate(path):
+                        if rev in revs:
+                            revs.update(path[i:])  # its ancestors
+                            break
+            mine[doc_id] = revs
+        held.append(mine)
+    return held
+
+
+def histories(node: Any, db: str, ids: list[str]) -> dict[str, set[str]]:
+    """Every revision in any leaf's history of each document on `node`."""
+    return {
+        doc_id: {rev for path in paths for rev in path} for doc_id, paths in leaf_paths(node, db, ids).items()
+    }
 
 
 def missing_revisions(nodes: list[Any], db: str, wanted: Mapping[str, list[str]]) -> dict[str, list[str]]:
