@@ -28,6 +28,7 @@ from tests.support.note_load import Ledger, app_process, client_events, run_writ
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.waiting import wait_until
 
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "var" / "test-results"
 WRITERS = 4
 KILL_AFTER_SECONDS = 4.0
 DOWN_SECONDS = 5.0
@@ -90,6 +91,10 @@ def test_no_client_reads_older_than_its_own_write_through_failover_and_failback(
         "stale_read_examples": ledger.stale_reads[:5],
         "failed_back": bool(came_back),
     }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"read_your_writes-{nodes.kind}.json").write_text(
+        json.dumps({**figures, "events": messages}) + "\n"
+    )
     with capsys.disabled():
         print("\nread-your-writes through failover and failback:", json.dumps(figures))
     assert "database failover" in messages, messages
