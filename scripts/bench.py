@@ -6,6 +6,11 @@ CouchDB 3 node from ../shared/couchdb3 (devtools.couchdb3, as `make test-couchdb
 the same requests through the app. Writes ONE Markdown table to docs/benchmarks.md (or --out)
 with p50/p95 columns per server and identical rows. Timings are wall-clock on whatever machine
 runs it: compare runs on one machine.
+
+`--quorum` measures the cost of quorum writes instead: three nodes of the server in a
+replication mesh, createNote and updateNote latency and throughput with WRITE_QUORUM 1 and 2.
+It rewrites only that server's table in the "Quorum writes" section of the report (the main
+report keeps that section when it is regenerated).
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
 from config.settings import load_config  # noqa: E402
 from devtools.couchdb3 import NodesScript  # noqa: E402
 from devtools.local_server import LocalCluster, ensure_pouchdb_server  # noqa: E402
 from notebook.api.app import create_app  # noqa: E402
-from notebook.database.design_docs import warm_views  # noqa: E402
+from notebook.database.design_docs import database_names, warm_views  # noqa: E402
+from notebook.database.replication import ReplicationManager  # noqa: E402
 
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -238,8 +246,166 @@ def write_report(results: dict[str, list[Row]], out: Path, load: tuple[float, fl
         "",
         *table(results),
     ]
-    out.write_text("\n".join(lines) + "\n" + NOTES)
+    kept = quorum_section(out.read_text()) if out.exists() else ""
+    out.write_text("\n".join(lines) + "\n" + NOTES + (("\n" + kept) if kept else ""))
     print("\n".join(lines))
+
+
+# -- quorum writes ---------------------------------------------------------------------------------
+
+QUORUM_HEADING = "## Quorum writes (WRITE_QUORUM 1 and 2)"
+QUORUM_INTRO = """
+`scripts/bench.py --quorum --server S` (one server per run): three nodes of the server on
+this machine in a replication mesh (as `make cluster`), the app in process over them, one user.
+Latency: one request at a time (p50/p95 of `--runs` requests). Throughput: 4 threads for
+`--quorum-ops` requests in all, requests per second. With WRITE_QUORUM=2 each write is also
+pushed to the next node with `new_edits=false` before it is acknowledged (docs/replication.md).
+All nodes share the machine's cores with the app, so the second copy costs CPU as well as a
+round trip; on separate machines the cost is mostly the round trip to the second node.
+"""
+
+
+def quorum_section(text: str) -> str:
+    """The quorum section of a report (from its heading to the next `## ` heading or the end)."""
+    start = text.find(QUORUM_HEADING)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(QUORUM_HEADING))
+    return text[start:] if end < 0 else text[start : end + 1]
+
+
+def quorum_block(server: str, lines: list[str]) -> str:
+    return f"<!-- quorum:{server} -->\n" + "\n".join(lines) + f"\n<!-- /quorum:{server} -->\n"
+
+
+def write_quorum_report(server: str, lines: list[str], out: Path) -> None:
+    """Put this server's quorum table into the report's quorum section, keeping the rest."""
+    text = out.read_text() if out.exists() else "# Benchmarks\n"
+    section = quorum_section(text) or f"{QUORUM_HEADING}\n{QUORUM_INTRO}\n"
+    begin, end = f"<!-- quorum:{server} -->", f"<!-- /quorum:{server} -->"
+    block = quorum_block(server, lines)
+    if begin in section and end in section:
+        head, rest = section.split(begin, 1)
+        new_section = head + block + rest.split(end + "\n", 1)[-1]
+    else:
+        new_section = section.rstrip("\n") + "\n\n" + block
+    text = (
+        text.replace(section, new_section)
+        if quorum_section(text)
+        else text.rstrip("\n") + "\n\n" + new_section
+    )
+    out.write_text(text)
+    print("\n".join(lines))
+
+
+@contextlib.contextmanager
+def three_nodes(server: str, directory: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Three nodes of `server`: their URLs and the config overrides for their credentials."""
+    if server == "pouchdb":
+        ensure_pouchdb_server()
+        with LocalCluster(directory, nodes=3) as cluster:
+            yield list(cluster.urls), {}
+        return
+    script = NodesScript(directory)
+    state = script.start(count=3)
+    try:
+        urls = [node["url"] for node in state["nodes"]]
+        yield urls, {"couchdb_user": state["user"], "couchdb_password": state["password"]}
+    finally:
+        script.stop()
+
+
+def bench_quorum(server: str, runs: int, ops: int) -> list[str]:
+    """createNote and updateNote with WRITE_QUORUM 1 and 2 on three nodes; the table's lines."""
+    load = os.getloadavg()[0]
+    figures: dict[int, dict[str, dict[str, float]]] = {}
+    stats: dict[int, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp, three_nodes(server, Path(tmp)) as (urls, credentials):
+        for quorum in (1, 2):
+            prefix = f"benchq{quorum}{uuid.uuid4().hex[:6]}_"
+            user, password = credentials.get("couchdb_user", ""), credentials.get("couchdb_password", "")
+            manager = ReplicationManager(urls, list(database_names(prefix).values()), user, password)
+            manager.ensure_mesh()  # the databases on every node, and replication as in production
+            config = load_config(
+                {"FLASK_ENV": "testing"},
+                couchdb_url=urls[0],
+                replication_nodes=tuple(urls[1:]),
+                db_prefix=prefix,
+                write_quorum=quorum,
+                **credentials,
+            )
+            app = create_app(config)
+            try:
+                figures[quorum] = quorum_figures(app, runs, ops)
+                stats[quorum] = app.extensions["notebook"].couch.stats()
+            finally:
+                app.extensions["notebook"].close()
+                manager.close()
+    header = (
+        "| operation | WRITE_QUORUM=1 p50 | p95 | WRITE_QUORUM=2 p50 | p95 | cost of the second copy (p50) |"
+    )
+    lines = [f"{SERVERS[server]}, {runs} requests per latency row, {ops} per throughput row:", "", header,
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name in ("createNote", "updateNote (with its revision)"):
+        one, two = figures[1][name], figures[2][name]
+        lines.append(
+            f"| {name} | {one['p50']:.1f} ms | {one['p95']:.1f} ms | {two['p50']:.1f} ms "
+            f"| {two['p95']:.1f} ms "
+            f"| +{two['p50'] - one['p50']:.1f} ms ({two['p50'] / one['p50'] - 1:+.0%}) |"
+        )
+    for name in ("createNote", "updateNote"):
+        key = f"{name} throughput"
+        rate1, rate2 = figures[1][key]["p50"], figures[2][key]["p50"]
+        change = f"{rate2 / rate1 - 1:+.0%}"
+        lines.append(f"| {name}, 4 threads, requests/s | {rate1:.0f}/s | | {rate2:.0f}/s | | {change} |")
+    when = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    lines += [
+        "",
+        f"Writes acknowledged with WRITE_QUORUM=2: {stats[2].get('quorum_writes', 0)}, short of quorum: "
+        f"{stats[2].get('quorum_failures', 0)}. Date: {when}, load average at the start {load:.2f}.",
+    ]
+    return lines
+
+
+def quorum_figures(app: Any, runs: int, ops: int) -> dict[str, dict[str, float]]:
+    api = Api(app.test_client())
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    register = 'mutation($e: String!) { register(email: $e, password: "bench-password") { accessToken } }'
+    api.token = api(register, {"e": email})["register"]["accessToken"]
+    counter = iter(range(10**9))
+    note = api('mutation { createNote(input: {title: "edit me"}) { id version } }')["createNote"]
+
+    def edit(held: dict[str, Any], client: Api = api) -> None:
+        updated = client(UPDATE, {"id": held["id"], "v": held["version"], "c": f"content {next(counter)}"})
+        held["version"] = updated["updateNote"]["version"]
+
+    result = {
+        "createNote": timed(lambda: api(CREATE, {"t": f"n{next(counter)}"}), runs),
+        "updateNote (with its revision)": timed(lambda: edit(note), runs),
+    }
+
+    def throughput(work: Callable[[Api, dict[str, Any]], Any]) -> dict[str, float]:
+        clients = [Api(app.test_client()) for _ in range(4)]
+        for client in clients:
+            client.token = api.token
+        held = [
+            client('mutation { createNote(input: {title: "t"}) { id version } }')["createNote"]
+            for client in clients
+        ]
+        per_thread = max(1, ops // 4)
+
+        def run_thread(i: int) -> None:
+            for _ in range(per_thread):
+                work(clients[i], held[i])
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(run_thread, range(4)))
+        return {"p50": per_thread * 4 / (time.perf_counter() - start)}
+
+    result["createNote throughput"] = throughput(lambda c, _h: c(CREATE, {"t": f"n{next(counter)}"}))
+    result["updateNote throughput"] = throughput(lambda c, h: edit(h, c))
+    return result
 
 
 NOTES = """
@@ -272,9 +438,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000", help="note counts to load, comma-separated")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--quorum", action="store_true", help="only the quorum-write section (3 nodes)")
+    parser.add_argument("--quorum-ops", type=int, default=200, help="requests per throughput row")
     args = parser.parse_args()
     load = os.getloadavg()
     servers = list(SERVERS) if args.server == "all" else [args.server]
+    if args.quorum:
+        for server in servers:
+            write_quorum_report(server, bench_quorum(server, args.runs, args.quorum_ops), Path(args.out))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {server: run(server, sizes, args.runs) for server in servers}
     write_report(results, Path(args.out), load)
