@@ -77,6 +77,11 @@ class Config:
     # create_app waits this long for the background start-up work (schema, index builds);
     # 0 = never: a worker answers at once and /ready says "warming" until the indexes are built
     startup_wait_seconds: float = 0.0
+    # quorum acknowledgement (docs/replication.md, "Quorum writes"): a document write is
+    # acknowledged once this many nodes hold its exact revision; 0 = automatic (2 with several
+    # nodes, 1 with one). The pushes to the other nodes get at most quorum_timeout_seconds.
+    write_quorum: int = 0
+    quorum_timeout_seconds: float = 5.0
 
     encryption_key_path: str = "config/encryption.key"
     key_store_path: str = "config/key_store.json"
@@ -130,10 +135,21 @@ class Config:
                 urls.append(normalized)
         return tuple(urls)
 
+    @property
+    def effective_write_quorum(self) -> int:
+        """WRITE_QUORUM, or when it is 0 (automatic): 2 with several nodes, 1 with one."""
+        if self.write_quorum:
+            return self.write_quorum
+        return 2 if len(self.all_node_urls) > 1 else 1
+
     def validate(self) -> None:
         """Raise ConfigError when this configuration must not be used."""
         if not self.secret_key:
             raise ConfigError("SECRET_KEY must be set")
+        if not 0 <= self.write_quorum <= len(self.all_node_urls):
+            raise ConfigError("WRITE_QUORUM must be 0 (automatic) or 1 to the number of database nodes")
+        if self.quorum_timeout_seconds <= 0:
+            raise ConfigError("QUORUM_TIMEOUT_SECONDS must be positive")
         for name in _POSITIVE_LIMITS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")
@@ -218,6 +234,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
     "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
     "STARTUP_WAIT_SECONDS": ("startup_wait_seconds", float),
+    "WRITE_QUORUM": ("write_quorum", int),
+    "QUORUM_TIMEOUT_SECONDS": ("quorum_timeout_seconds", float),
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
     "CORS_ORIGINS": ("cors_origins", _list),

@@ -6,6 +6,11 @@ CouchDB 3 node from ../shared/couchdb3 (devtools.couchdb3, as `make test-couchdb
 the same requests through the app. Writes ONE Markdown table to docs/benchmarks.md (or --out)
 with p50/p95 columns per server and identical rows. Timings are wall-clock on whatever machine
 runs it: compare runs on one machine.
+
+`--quorum` measures the cost of quorum writes instead: three nodes of the server in a
+replication mesh, createNote and updateNote latency and throughput with WRITE_QUORUM 1 and 2.
+It rewrites only that server's table in the "Quorum writes" section of the report (the main
+report keeps that section when it is regenerated).
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ for _path in (PROJECT_ROOT / "src", PROJECT_ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
 from config.settings import load_config  # noqa: E402
 from devtools.couchdb3 import NodesScript  # noqa: E402
 from devtools.local_server import LocalCluster, ensure_pouchdb_server  # noqa: E402
 from notebook.api.app import create_app  # noqa: E402
-from notebook.database.design_docs import warm_views  # noqa: E402
+from notebook.database.design_docs import database_names, warm_views  # noqa: E402
+from notebook.database.replication import ReplicationManager  # noqa: E402
 
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -238,8 +246,217 @@ def write_report(results: dict[str, list[Row]], out: Path, load: tuple[float, fl
         "",
         *table(results),
     ]
-    out.write_text("\n".join(lines) + "\n" + NOTES)
+    kept = quorum_section(out.read_text()) if out.exists() else ""
+    out.write_text("\n".join(lines) + "\n" + NOTES + (("\n" + kept) if kept else ""))
     print("\n".join(lines))
+
+
+# -- quorum writes ---------------------------------------------------------------------------------
+
+QUORUM_HEADING = "## Quorum writes (WRITE_QUORUM 1 and 2)"
+QUORUM_INTRO = """
+`scripts/bench.py --quorum --server S` (one server per run): three nodes of the server on
+this machine in a replication mesh (as `make cluster`), the app in process over them, one user.
+Both settings run side by side on databases of their own and are measured in alternation
+(request by request, round by round), so other work on the machine weighs on both alike.
+Latency: one request at a time (p50/p95 of `--runs` requests). Throughput: 4 threads for
+`--quorum-ops` requests in all, requests per second. With WRITE_QUORUM=2 each write is also
+pushed to the next node with `new_edits=false` before it is acknowledged (docs/replication.md).
+All nodes share the machine's cores with the app, so the second copy costs CPU as well as a
+round trip; on separate machines the cost is mostly the round trip to the second node.
+"""
+
+
+def quorum_section(text: str) -> str:
+    """The quorum section of a report (from its heading to the next `## ` heading or the end)."""
+    start = text.find(QUORUM_HEADING)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(QUORUM_HEADING))
+    return text[start:] if end < 0 else text[start : end + 1]
+
+
+def quorum_block(server: str, lines: list[str]) -> str:
+    return f"<!-- quorum:{server} -->\n" + "\n".join(lines) + f"\n<!-- /quorum:{server} -->\n"
+
+
+def write_quorum_report(server: str, lines: list[str], out: Path) -> None:
+    """Put this server's quorum table into the report's quorum section, keeping the rest."""
+    text = out.read_text() if out.exists() else "# Benchmarks\n"
+    section = quorum_section(text) or f"{QUORUM_HEADING}\n{QUORUM_INTRO}\n"
+    begin, end = f"<!-- quorum:{server} -->", f"<!-- /quorum:{server} -->"
+    block = quorum_block(server, lines)
+    if begin in section and end in section:
+        head, rest = section.split(begin, 1)
+        new_section = head + block + rest.split(end + "\n", 1)[-1]
+    else:
+        new_section = section.rstrip("\n") + "\n\n" + block
+    text = (
+        text.replace(section, new_section)
+        if quorum_section(text)
+        else text.rstrip("\n") + "\n\n" + new_section
+    )
+    out.write_text(text)
+    print("\n".join(lines))
+
+
+@contextlib.contextmanager
+def three_nodes(server: str, directory: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Three nodes of `server`: their URLs and the config overrides for their credentials."""
+    if server == "pouchdb":
+        ensure_pouchdb_server()
+        with LocalCluster(directory, nodes=3) as cluster:
+            yield list(cluster.urls), {}
+        return
+    script = NodesScript(directory)
+    state = script.start(count=3)
+    try:
+        urls = [node["url"] for node in state["nodes"]]
+        yield urls, {"couchdb_user": state["user"], "couchdb_password": state["password"]}
+    finally:
+        script.stop()
+
+
+def bench_quorum(server: str, runs: int, ops: int) -> list[str]:
+    """createNote and updateNote with WRITE_QUORUM 1 and 2 on three nodes; the table's lines.
+
+    Both apps run side by side (each with its own databases) and are measured in alternation,
+    request by request for latency and round by round for throughput, so noise from other work
+    on the machine falls on both alike.
+    """
+    load = os.getloadavg()[0]
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        urls, credentials = stack.enter_context(three_nodes(server, Path(tmp)))
+        sides = {quorum: stack.enter_context(quorum_app(urls, credentials, quorum)) for quorum in (1, 2)}
+        latency: dict[int, dict[str, list[float]]] = {
+            q: {"createNote": [], "updateNote (with its revision)": []} for q in sides
+        }
+        for side in sides.values():  # warm-up
+            side.create()
+            side.edit(side.note)
+        for _ in range(runs):
+            for quorum, side in sides.items():
+                latency[quorum]["createNote"].append(side.timed(side.create))
+                latency[quorum]["updateNote (with its revision)"].append(side.timed(side.edit_own))
+        rates: dict[int, dict[str, list[float]]] = {q: {"createNote": [], "updateNote": []} for q in sides}
+        for _ in range(2):
+            for quorum, side in sides.items():
+                rates[quorum]["createNote"].append(side.throughput(ops, side.create_with))
+                rates[quorum]["updateNote"].append(side.throughput(ops, side.edit_with))
+        pushes = {q: side.app.extensions["notebook"].couch.stats() for q, side in sides.items()}
+    header = (
+        "| operation | WRITE_QUORUM=1 p50 | p95 | WRITE_QUORUM=2 p50 | p95 | cost of the second copy (p50) |"
+    )
+    lines = [f"{SERVERS[server]}, {runs} requests per latency row, {ops} per throughput row (twice, mean):",
+             "", header, "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name in ("createNote", "updateNote (with its revision)"):
+        one, two = percentiles(latency[1][name]), percentiles(latency[2][name])
+        diff = two["p50"] - one["p50"]
+        lines.append(
+            f"| {name} | {one['p50']:.1f} ms | {one['p95']:.1f} ms | {two['p50']:.1f} ms "
+            f"| {two['p95']:.1f} ms | {diff:+.1f} ms ({two['p50'] / one['p50'] - 1:+.0%}) |"
+        )
+    for name in ("createNote", "updateNote"):
+        rate1, rate2 = statistics.mean(rates[1][name]), statistics.mean(rates[2][name])
+        change = f"{rate2 / rate1 - 1:+.0%}"
+        lines.append(f"| {name}, 4 threads, requests/s | {rate1:.0f}/s | | {rate2:.0f}/s | | {change} |")
+    when = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    lines += [
+        "",
+        f"Writes acknowledged with quorum (WRITE_QUORUM=2): {pushes[2].get('quorum_writes', 0)}, "
+        f"short of quorum: {pushes[2].get('quorum_failures', 0)}; with WRITE_QUORUM=1: "
+        f"{pushes[1].get('quorum_writes', 0)} pushes. Date: {when}, load average at the start {load:.2f}.",
+    ]
+    return lines
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+    }
+
+
+class QuorumSide:
+    """One app with one WRITE_QUORUM, its user and a note to edit."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.api = Api(app.test_client())
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        register = 'mutation($e: String!) { register(email: $e, password: "bench-password") { accessToken } }'
+        self.api.token = self.api(register, {"e": email})["register"]["accessToken"]
+        self.counter = iter(range(10**9))
+        self.note = self.api('mutation { createNote(input: {title: "edit me"}) { id version } }')[
+            "createNote"
+        ]
+
+    @staticmethod
+    def timed(fn: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1000
+
+    def create(self, client: Api | None = None) -> None:
+        (client or self.api)(CREATE, {"t": f"n{next(self.counter)}"})
+
+    def edit(self, held: dict[str, Any], client: Api | None = None) -> None:
+        variables = {"id": held["id"], "v": held["version"], "c": f"content {next(self.counter)}"}
+        held["version"] = (client or self.api)(UPDATE, variables)["updateNote"]["version"]
+
+    def edit_own(self) -> None:
+        self.edit(self.note)
+
+    def create_with(self, client: Api, _held: dict[str, Any]) -> None:
+        self.create(client)
+
+    def edit_with(self, client: Api, held: dict[str, Any]) -> None:
+        self.edit(held, client)
+
+    def throughput(self, ops: int, work: Callable[[Api, dict[str, Any]], Any]) -> float:
+        """Requests per second of `work` in 4 threads, `ops` requests in all."""
+        clients = [Api(self.app.test_client()) for _ in range(4)]
+        for client in clients:
+            client.token = self.api.token
+        held = [
+            c('mutation { createNote(input: {title: "t"}) { id version } }')["createNote"] for c in clients
+        ]
+        per_thread = max(1, ops // 4)
+
+        def run_thread(i: int) -> None:
+            for _ in range(per_thread):
+                work(clients[i], held[i])
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(run_thread, range(4)))
+        return per_thread * 4 / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def quorum_app(urls: list[str], credentials: dict[str, str], quorum: int) -> Iterator[QuorumSide]:
+    """The app over the three nodes with this WRITE_QUORUM, on databases of its own that the
+    replication mesh covers (as in production)."""
+    prefix = f"benchq{quorum}{uuid.uuid4().hex[:6]}_"
+    user, password = credentials.get("couchdb_user", ""), credentials.get("couchdb_password", "")
+    manager = ReplicationManager(urls, list(database_names(prefix).values()), user, password)
+    manager.ensure_mesh()
+    config = load_config(
+        {"FLASK_ENV": "testing"},
+        couchdb_url=urls[0],
+        replication_nodes=tuple(urls[1:]),
+        db_prefix=prefix,
+        write_quorum=quorum,
+        **credentials,
+    )
+    app = create_app(config)
+    try:
+        yield QuorumSide(app)
+    finally:
+        app.extensions["notebook"].close()
+        manager.close()
 
 
 NOTES = """
@@ -272,9 +489,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000", help="note counts to load, comma-separated")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--quorum", action="store_true", help="only the quorum-write section (3 nodes)")
+    parser.add_argument("--quorum-ops", type=int, default=200, help="requests per throughput row")
     args = parser.parse_args()
     load = os.getloadavg()
     servers = list(SERVERS) if args.server == "all" else [args.server]
+    if args.quorum:
+        for server in servers:
+            write_quorum_report(server, bench_quorum(server, args.runs, args.quorum_ops), Path(args.out))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {server: run(server, sizes, args.runs) for server in servers}
     write_report(results, Path(args.out), load)

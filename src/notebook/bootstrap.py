@@ -91,6 +91,9 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         password=config.couchdb_password,
         timeout=config.couchdb_timeout_seconds,
         probe_interval=config.health_probe_seconds,
+        write_quorum=config.effective_write_quorum,
+        quorum_timeout=config.quorum_timeout_seconds,
+        quorum_exempt=(database_names(config.db_prefix)["throttle"],),  # couch/quorum.py: why
     )
     databases = open_databases(couch, config.db_prefix)
     # least privilege: with COUCHDB_ADMIN_USER set, only set-up uses that account and requests

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from config.settings import Config, load_config
 from devtools.local_server import free_port
 from notebook.database.design_docs import NOTES_DESIGN, NOTES_DESIGN_DOC, database_names
 from notebook.database.replication import ReplicationManager
+from tests.support.note_load import holdings
 from tests.support.servers import NodeSet, TestNode, start_nodes
 from tests.support.waiting import wait_until
 
@@ -95,26 +95,17 @@ class Mesh:
         return {row["key"]: row["doc"] for row in body["rows"] if row.get("doc")}
 
     def missing_revisions(self, node: TestNode, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
-        """The wanted revisions that are in no leaf's history of the note on `node`.
+        """The wanted revisions that `node` holds neither in a leaf's history nor as an ancestor
+        of a revision it holds (a quorum copy carries only its parent's id, so a node that got a
+        note that way keeps a shorter history: tests/support/note_load.holdings).
 
         Not `_revs_diff`: pouchdb-server reports there every ancestor whose body it does not
         hold (all ancestors that arrived by replication), CouchDB 3 only unknown revisions.
         """
-
-        def history(doc_id: str) -> set[str]:
-            revs: set[str] = set()
-            for leaf in self.leaves(node, doc_id):
-                body = leaf.get("ok") or {}
-                start = body.get("_revisions", {}).get("start", 0)
-                revs.update(
-                    f"{start - i}-{h}" for i, h in enumerate(body.get("_revisions", {}).get("ids", []))
-                )
-            return revs
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            histories = dict(zip(wanted, pool.map(history, wanted), strict=True))
+        ids = list(wanted)
+        held = holdings(self.nodes, self.notes_db, ids)[self.nodes.index(node)]
         missing = {
-            doc_id: [rev for rev in revs if rev not in histories[doc_id]] for doc_id, revs in wanted.items()
+            doc_id: [rev for rev in revs if rev not in held[doc_id]] for doc_id, revs in wanted.items()
         }
         return {doc_id: revs for doc_id, revs in missing.items() if revs}
 

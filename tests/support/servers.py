@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -118,6 +119,10 @@ class CouchDB3Node:
     def is_running(self) -> bool:
         return pid_alive(self.pid)
 
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.script.state()["nodes"][self.index]["data"])
+
     def kill(self) -> None:
         self.script("kill", "--node", str(self.index))
 
@@ -132,6 +137,15 @@ class CouchDB3Node:
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
         return _json_request(self.url + path.lstrip("/"), method, body, timeout, self.user, self.password)
+
+
+def wipe_data(node: Any) -> None:
+    """A lost disk: delete a stopped node's data directory and leave it empty (the node's
+    configuration and admin account live outside it on both servers)."""
+    assert not node.is_running, "stop or kill the node before deleting its data"
+    data_dir = Path(node.data_dir)
+    shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
 
 
 # -- nodes run by someone else ---------------------------------------------------------------------

@@ -125,6 +125,10 @@ class FakeNode:
             return httpx.Response(404, json={"error": "not_found", "reason": "Database does not exist."})
         endpoint = parts[1]
         if endpoint == "_bulk_docs":
+            if body.get("new_edits") is False:  # replicated revisions: stored as given
+                for doc in body["docs"]:
+                    self._store_replica(db, doc)
+                return httpx.Response(201, json=[])  # CouchDB 3 lists only refusals
             return httpx.Response(201, json=[self._write(db, doc) for doc in body["docs"]])
         if endpoint == "_all_docs":
             return httpx.Response(200, json={"rows": [self._row(db, key) for key in body["keys"]]})
@@ -189,6 +193,21 @@ class FakeNode:
         self.seq[db] = self.seq.get(db, 0) + 1
         self.changed.setdefault(db, []).append(doc_id)
         return {"ok": True, "id": doc_id, "rev": rev}
+
+    def _store_replica(self, db: str, doc: dict[str, Any]) -> None:
+        """A `new_edits=false` revision: its `_revisions` join the history; the highest
+        generation wins."""
+        doc = dict(doc)
+        revisions = doc.pop("_revisions", None) or {}
+        start = int(revisions.get("start", _gen(doc["_rev"])))
+        history = self.histories.setdefault((db, doc["_id"]), set())
+        history.update(f"{start - i}-{h}" for i, h in enumerate(revisions.get("ids", [])))
+        history.add(doc["_rev"])
+        current = self.dbs[db].get(doc["_id"])
+        if current is None or _gen(doc["_rev"]) >= _gen(current["_rev"]):
+            self.dbs[db][doc["_id"]] = doc
+        self.seq[db] = self.seq.get(db, 0) + 1
+        self.changed.setdefault(db, []).append(doc["_id"])
 
     def _scheduler(self, parts: list[str], params: Any) -> httpx.Response:
         """CouchDB 3's scheduler: `jobs` (detection) and `docs/_replicator` (every job at once)."""

@@ -16,6 +16,9 @@ doors to one clustered CouchDB), the client only chooses where to send each requ
   `POST _all_docs`) and only sends again what is not there (verification.py).
 - A request can be pinned to one node (`node=`): it is then never sent anywhere else. Changes-feed
   positions need that (server_differences D5).
+- Quorum: with `write_quorum` > 1 a document write is acknowledged only once that many nodes hold
+  its exact revision: the client pushes it to the next nodes in failover order (quorum.py), or
+  raises `QuorumNotReached` with the written ids.
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from notebook.database.couch.database import Database
-from notebook.database.couch.errors import CouchError, DatabaseUnavailable, decode
+from notebook.database.couch.errors import CouchError, DatabaseUnavailable, QuorumNotReached, decode
 from notebook.database.couch.nodes import CouchNode, HealthMonitor, NodeFailure, NodePool
 from notebook.database.couch.paths import encode_params, strip_credentials
+from notebook.database.couch.quorum import QuorumPush, replica_docs
 from notebook.database.couch.server_differences import REQUEST_HEADERS
 from notebook.database.couch.verification import RequestKind, WritePlan, classify
 
@@ -65,6 +69,9 @@ class CouchDBClient:
       failures open it at once).
     - `failback_max_wait`: fail back after this many seconds even if the preferred node is
       still behind (default: only once it caught up).
+    - `write_quorum`: nodes that must hold a document write's revision before it is
+      acknowledged (1: the node that took it); `quorum_timeout`: seconds for the other copies;
+      `quorum_exempt`: databases whose writes one node acknowledges (quorum.py says which).
     - `transport` replaces the network (tests pass an `httpx.MockTransport`).
     """
 
@@ -81,11 +88,19 @@ class CouchDBClient:
         deadline: float | None = None,
         failure_threshold: int = 3,
         failback_max_wait: float | None = None,
+        write_quorum: int = 1,
+        quorum_timeout: float = 5.0,
+        quorum_exempt: Sequence[str] = (),
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         url_list = [urls] if isinstance(urls, str) else list(urls)
         if not url_list:
             raise ValueError("CouchDBClient needs at least one node URL")
+        if not 1 <= write_quorum <= len(url_list):
+            raise ValueError("write_quorum must be between 1 and the number of nodes")
+        self.write_quorum = write_quorum
+        self.quorum_timeout = quorum_timeout
+        self.quorum_exempt = frozenset(quote(name, safe="") for name in quorum_exempt)
         nodes: list[CouchNode] = []
         for index, raw in enumerate(url_list):
             parsed = httpx.URL(raw)
@@ -116,6 +131,7 @@ class CouchDBClient:
         )
         self.requests = RequestCounter()
         self._pool = NodePool(nodes, failure_threshold, self._scrub)
+        self._pool.copies_to_preferred = write_quorum > 1
         self._health = HealthMonitor(
             self._pool, self._send, probe_interval, self.connect_timeout, self._scrub
         )
@@ -198,7 +214,13 @@ class CouchDBClient:
         encoded = encode_params(params)
         kind, plan = classify(method, path, encoded, body)
         only = self._node_by_url(node) if node is not None else None
-        return self._route(method, path, encoded, body, kind, plan, timeout or self.timeout, only)
+        self._pool.note_database(path.split("/", 1)[0].split("?", 1)[0])
+        payload = self._route(method, path, encoded, body, kind, plan, timeout or self.timeout, only)
+        if plan is not None and self.write_quorum > 1 and plan.db_path not in self.quorum_exempt:
+            push = replica_docs(plan, payload)
+            if push is not None:
+                self._reach_quorum(self._node_by_url(self._served.url), push)
+        return payload
 
     def server_info(self) -> dict[str, Any]:
         return self.request("GET", "")
@@ -318,6 +340,64 @@ class CouchDBClient:
             pool.count("unknown_outcomes")
             raise DatabaseUnavailable(f"write outcome unknown: {last_error}")
         raise DatabaseUnavailable(last_error)
+
+    def _reach_quorum(self, written_on: CouchNode, push: QuorumPush) -> None:
+        """Push the written revisions to the next nodes in failover order until `write_quorum`
+        nodes hold each; raise QuorumNotReached when the nodes or `quorum_timeout` run out.
+        While failed over, a preferred node that is back gets a copy too (see _copy_to_preferred)."""
+        required = self.write_quorum
+        deadline = time.monotonic() + self.quorum_timeout
+        for node in self._pool.quorum_order(written_on):
+            pending = push.pending(required)
+            if not pending or deadline - time.monotonic() <= 0:
+                break
+            self._push(node, push, pending, deadline)
+        short = push.short_of(required)
+        if not short:
+            self._pool.count("quorum_writes")
+            self._copy_to_preferred(written_on, push, deadline)
+            return
+        self._pool.count("quorum_failures")
+        copies = min(push.copies.get(doc_id, 0) for doc_id in short)
+        reason = "; ".join(push.reasons) or "no other node available in time"
+        log.warning(
+            "write quorum not reached",
+            extra={"node": written_on.url, "documents": len(short), "copies": copies, "required": required,
+                   "error": self._scrub(reason)},
+        )  # fmt: skip
+        raise QuorumNotReached(short, copies, required, self._scrub(reason))
+
+    def _push(self, node: CouchNode, push: QuorumPush, docs: list[dict[str, Any]], deadline: float) -> None:
+        """Store these exact revisions on `node` (`new_edits=false`); record which it took."""
+        body = {"new_edits": False, "docs": docs}
+        timeout = max(0.05, min(deadline - time.monotonic(), self.timeout))
+        try:
+            response = self._send(node, "POST", f"{push.db_path}/_bulk_docs", None, body, timeout)
+        except NodeFailure as failure:
+            push.reasons.append(self._pool.failed(node, failure))
+            return
+        if response.status_code >= 400:  # 404: the database is not (yet) on that node
+            push.reasons.append(f"{response.status_code} {_error_name(response)}from {node.url}")
+            return
+        try:
+            push.record(node.url, docs, decode(response))
+        except CouchError as exc:
+            push.reasons.append(str(exc))
+
+    def _copy_to_preferred(self, written_on: CouchNode, push: QuorumPush, deadline: float) -> None:
+        """While failed over to another node, give the preferred node, once it answers again, a
+        copy of every quorum write (not counted in the quorum). Failback then waits only for the
+        writes whose copy did not land there; without it, a write acknowledged a moment before
+        failback could still be travelling through replication, and its author would read the
+        older version from the preferred node."""
+        pool = self._pool
+        preferred = pool.preferred
+        with pool.lock:
+            if pool.active is preferred or preferred.circuit_open or written_on is preferred:
+                return
+        if preferred.url not in push.holders:
+            self._push(preferred, push, push.docs, deadline)
+        pool.confirm_on_preferred(push.db_path, push.held_by(preferred.url))
 
     def _succeeded(self, node: CouchNode) -> None:
         self._served.url = node.url

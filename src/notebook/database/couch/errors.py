@@ -47,6 +47,27 @@ class DatabaseUnavailable(CouchError, ServiceUnavailable):
         ServiceUnavailable.__init__(self, "the database is unavailable")
 
 
+class QuorumNotReached(DatabaseUnavailable):
+    """A document write reached fewer nodes than WRITE_QUORUM in time (couch/quorum.py).
+
+    It is neither acknowledged nor rolled back: the node that took it keeps it and replication
+    may still spread it, so the client is told the ids (`writeIds`) to check before writing again.
+    """
+
+    def __init__(self, doc_ids: list[str], copies: int, required: int, reason: str) -> None:
+        CouchError.__init__(self, 503, "quorum_not_reached", reason)
+        ServiceUnavailable.__init__(
+            self,
+            f"the write reached {copies} of the {required} database nodes it needs and is not "
+            "confirmed; it may still be kept: read it back before writing it again",
+            writeIds=list(doc_ids),
+            writeQuorum=required,
+        )
+        self.doc_ids = list(doc_ids)
+        self.copies = copies
+        self.required = required
+
+
 ERRORS_BY_STATUS: dict[int, type[CouchError]] = {
     400: BadRequest,
     401: Unauthorized,

@@ -9,7 +9,10 @@ the health monitor, and failback once the preferred node has caught up.
   *active* node: the preferred one while it is healthy, else the next healthy one.
 - Failback: once the preferred node is healthy again *and* holds every document revision this
   client wrote elsewhere while failed over (checked with `_revs_diff`, the replication protocol's
-  own "what are you missing" call), requests go back to it. See `HealthMonitor.check_failback`.
+  own "what are you missing" call), *and* has every database with at least as many documents as
+  the active node had when it came back (a node that lost its disk comes back empty, and the
+  outage's writes are only a small part of what it lacks), requests go back to it. See
+  `HealthMonitor.check_failback`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from notebook.database.couch.server_differences import UP_PATH, WELCOME_PATH, in
 log = logging.getLogger(__name__)
 
 _HISTORY_CHECKS = 50  # per database and failback check: documents looked at one by one
-_STATS = ("retries", "failovers", "failbacks", "writes_verified", "writes_resent", "unknown_outcomes")
+_MAX_DATABASES = 64  # databases remembered for the failback count check (the app uses four)
+_STATS = ("retries", "failovers", "failbacks", "writes_verified", "writes_resent", "unknown_outcomes",
+          "quorum_writes", "quorum_failures")  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -93,6 +98,13 @@ class NodePool:
         # preferred one since the last failback; the preferred node must have them to fail back
         self.written_elsewhere: dict[tuple[str, str], tuple[str, float]] = {}
         self.preferred_back_since: float | None = None
+        # the application databases this client used, and the active node's document count of
+        # each when the preferred node came back: failback waits until the preferred has as many
+        self.databases: set[str] = set()
+        self.counts_at_return: dict[str, int] | None = None
+        # quorum writes copy themselves to the preferred node once it is back (client.py), so
+        # failback waits for every write made elsewhere whose copy did not land, however recent
+        self.copies_to_preferred = False
         self.behind_warned_at = 0.0
         self.stats = dict.fromkeys(_STATS, 0)
         self.monitor_running: Callable[[], bool] = lambda: False
@@ -127,6 +139,17 @@ class NodePool:
             if remaining and not self.monitor_running():
                 return remaining[0]
         return None
+
+    def quorum_order(self, written_on: CouchNode) -> list[CouchNode]:
+        """Where the copies of a write on `written_on` go: the other nodes in the order a
+        failover picks them (switch_active_locked: node 1, 2, ..., the preferred one last), so
+        the node taking over from `written_on` holds its quorum-acknowledged writes. Nodes with
+        an open circuit are left out, unless no monitor runs to close them again."""
+        with self.lock:
+            order = [n for n in [*self.nodes[1:], self.nodes[0]] if n is not written_on]
+            if self.monitor_running():
+                order = [n for n in order if not n.circuit_open]
+            return order
 
     def failed(self, node: CouchNode, failure: NodeFailure) -> str:
         """Record a failed send; open the node's circuit unless it was an isolated 5xx."""
@@ -177,7 +200,16 @@ class NodePool:
         if node is self.preferred:
             self.written_elsewhere.clear()
             self.preferred_back_since = None
+            self.counts_at_return = None
         log.warning("database %s", event, extra={"from_node": previous.url, "to_node": node.url})
+
+    def note_database(self, db_path: str) -> None:
+        """Remember an application database the client used (the failback count check)."""
+        if db_path in self.databases or db_path.startswith("_") or not db_path:
+            return
+        with self.lock:
+            if len(self.databases) < _MAX_DATABASES:
+                self.databases.add(db_path)
 
     def track_writes(self, node: CouchNode, db_path: str, payload: Any) -> None:
         """Remember revisions written away from the preferred node: failback waits for them."""
@@ -193,6 +225,14 @@ class NodePool:
                     self.written_elsewhere[key] = (result["rev"], now)
             while len(self.written_elsewhere) > self.max_tracked_writes:
                 self.written_elsewhere.pop(next(iter(self.written_elsewhere)))
+
+    def confirm_on_preferred(self, db_path: str, revs: Mapping[str, str]) -> None:
+        """These revisions (doc id -> rev) are on the preferred node: failback need not wait."""
+        with self.lock:
+            for doc_id, rev in revs.items():
+                key = (db_path, doc_id)
+                if self.written_elsewhere.get(key, ("", 0.0))[0] == rev:
+                    del self.written_elsewhere[key]
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -359,10 +399,14 @@ class HealthMonitor:
         """Route back to the preferred node once it is healthy and caught up.
 
         Caught up: every document revision this client wrote on another node while failed over
-        is on the preferred node (`missing_on`). Writes made after the node came back and less
-        than a probe interval ago are not waited for: they are still travelling through
-        replication, and under steady load there always are some. Writes of other app processes
-        travel the same replication links, so ours are a sample of that stream.
+        is on the preferred node (`missing_on`), and it has every database with as many
+        documents as the active node had when it came back (`short_databases`: a node that lost
+        its disk). With quorum writes each write also copies itself to the preferred node once
+        it is back (client.py), and every write whose copy did not land is waited for. Without
+        them (write quorum 1), writes made after the node came back and less than a probe
+        interval ago are not waited for: they are still travelling through replication, and
+        under steady load there always are some. Writes of other app processes travel the same
+        replication links, so ours are a sample of that stream.
 
         The wait is bounded per check (one `_revs_diff` per database) but not in time by
         default: a node that stays behind means replication into it is broken, and routing
@@ -378,7 +422,10 @@ class HealthMonitor:
                 return
             if preferred.circuit_open:
                 pool.preferred_back_since = None
+                pool.counts_at_return = None
                 return
+            active = pool.active
+            databases = sorted(pool.databases)
             now = time.monotonic()
             if pool.preferred_back_since is None:
                 pool.preferred_back_since = pool.behind_warned_at = now
@@ -387,11 +434,14 @@ class HealthMonitor:
             required = {
                 key: rev
                 for key, (rev, at) in pool.written_elsewhere.items()
-                if at <= back_since or now - at >= settle
+                if at <= back_since or now - at >= settle or pool.copies_to_preferred
             }
-        missing = self.missing_on(preferred, required)
+        missing = self.missing_on(preferred, required, active)
         if missing is None:
             return  # the preferred node did not answer: try again next round
+        short = self.short_databases(preferred, active, databases)
+        if short is None:
+            return
         with pool.lock:
             for key, rev in required.items():
                 if key not in missing and pool.written_elsewhere.get(key, ("", 0.0))[0] == rev:
@@ -400,23 +450,71 @@ class HealthMonitor:
                 return
             waited = now - back_since
             forced = self.failback_max_wait is not None and waited >= self.failback_max_wait
-            details = {"node": preferred.url, "missing_revisions": len(missing), "waited_s": round(waited, 1)}
-            if missing and not forced:
+            details = {
+                "node": preferred.url,
+                "missing_revisions": len(missing),
+                "databases_behind": len(short),
+                "waited_s": round(waited, 1),
+            }
+            if (missing or short) and not forced:
                 if now - pool.behind_warned_at >= self.behind_warning_seconds:
                     pool.behind_warned_at = now
                     log.warning(
                         "preferred database node healthy but behind: not failing back yet", extra=details
                     )
                 return
-            if missing:
+            if missing or short:
                 log.warning("failing back before the preferred node caught up", extra=details)
             pool.set_active_locked(preferred, "failback")
 
-    def missing_on(self, node: CouchNode, revs: Mapping[tuple[str, str], str]) -> set[tuple[str, str]] | None:
+    def short_databases(
+        self, node: CouchNode, active: CouchNode, databases: Sequence[str]
+    ) -> list[str] | None:
+        """The databases `node` lacks or holds fewer documents of than the active node had when
+        `node` came back (or has now, if fewer: deletions); None if a node could not say.
+
+        Counts are `doc_count + doc_del_count` where the server reports both: that sum never
+        shrinks on a node and is the same on nodes that replicated everything (pouchdb-server
+        reports `doc_count` only).
+        """
+        current = self._counts(active, databases)
+        if current is None:
+            return None
+        with self.pool.lock:
+            if self.pool.counts_at_return is None:
+                self.pool.counts_at_return = dict(current)
+            at_return = self.pool.counts_at_return
+            wanted = {db: min(count, current.get(db, count)) for db, count in at_return.items()}
+        mine = self._counts(node, databases)
+        if mine is None:
+            return None
+        return [db for db, count in wanted.items() if db not in mine or mine[db] < count]
+
+    def _counts(self, node: CouchNode, databases: Sequence[str]) -> dict[str, int] | None:
+        """Document count per database on `node` (missing databases left out); None on failure."""
+        counts: dict[str, int] = {}
+        for db_path in databases:
+            try:
+                response = self.send(node, "GET", db_path, None, None, self.connect_timeout)
+                if response.status_code == 404:
+                    continue
+                if response.status_code >= 400:
+                    return None
+                info = response.json()
+                counts[db_path] = int(info.get("doc_count", 0)) + int(info.get("doc_del_count") or 0)
+            except (NodeFailure, ValueError, AttributeError, TypeError):
+                return None
+        return counts
+
+    def missing_on(
+        self, node: CouchNode, revs: Mapping[tuple[str, str], str], active: CouchNode | None = None
+    ) -> set[tuple[str, str]] | None:
         """Which (database, doc id) revisions `node` lacks; None if it could not say.
 
         `_revs_diff` answers this in one request per database; its reports are checked against
-        the leaves' histories where pouchdb-server over-reports (server_differences D4).
+        the leaves' histories where pouchdb-server over-reports (server_differences D4). A
+        database `node` does not have counts as missing everything, unless `active` lacks it too
+        (it was deleted).
         """
         by_db: dict[str, dict[str, list[str]]] = {}
         for (db_path, doc_id), rev in revs.items():
@@ -428,7 +526,12 @@ class HealthMonitor:
                     node, "POST", f"{db_path}/_revs_diff", None, wanted, self.connect_timeout
                 )
                 if response.status_code == 404:
-                    continue  # the database is gone: nothing to wait for
+                    if active is None or self.send(
+                        active, "GET", db_path, None, None, self.connect_timeout
+                    ).status_code == 404:
+                        continue  # deleted everywhere: nothing to wait for
+                    missing.update((db_path, doc_id) for doc_id in wanted)  # lost with its disk
+                    continue
                 if response.status_code >= 400:
                     return None
                 reported = [doc_id for doc_id, diff in response.json().items() if diff.get("missing")]
