@@ -1,0 +1,252 @@
+"""A production-style start: the production console script (`notebook-server`, FLASK_ENV unset,
+gunicorn) as TWO app processes over THREE database nodes, and nothing else. No test code sets up
+replication: the app processes' supervisors do (docs/replication.md, "Replication that runs
+itself"). Then a deleted job comes back, and a node restarted with an EMPTY data directory gets
+its databases, design documents and jobs back and is refilled.
+
+The test only plays the process manager: it restarts a node that exited. pouchdb-server exits
+when a running job document is deleted (server_differences D12), and every node here is
+restarted after its data directory was deleted. Short periods come from the settings
+(REPLICATION_RETRY_SECONDS=2).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from devtools.local_server import OUTPUT_FILE_NAME, free_port
+from notebook.database.design_docs import NOTES_DESIGN, database_names
+from notebook.database.replication import NODE_LIST_ID, job_id
+from tests.support.api_server import BIN, ServerProcess, clean_environment
+from tests.support.servers import NodeSet, start_nodes
+from tests.support.waiting import wait_for, wait_until
+
+pytestmark = pytest.mark.integration
+
+PREFIX = f"ps{uuid.uuid4().hex[:8]}_"
+DATABASES = list(database_names(PREFIX).values())
+NOTES = database_names(PREFIX)["notes"]
+PERIOD = 2  # REPLICATION_RETRY_SECONDS of both app processes
+# a job may wait out CouchDB 3's startup_jitter (up to 5 s) and a loaded machine: generous bounds
+PATIENCE = 90.0
+
+REGISTER = """mutation($email: String!) {
+  register(email: $email, password: "correct horse battery") { accessToken } }"""
+CREATE = """mutation($title: String!) {
+  createNote(input: {title: $title, content: "written before the disk was lost"}) { id } }"""
+
+
+class Deployment:
+    """Three nodes, the set-up account, and two production app processes."""
+
+    def __init__(self, nodes: NodeSet, user: str, password: str, apps: list[ServerProcess]) -> None:
+        self.nodes = nodes
+        self.auth = (user, password)
+        self.apps = apps
+
+    def get(self, index: int, path: str) -> tuple[int, Any]:
+        """GET on one node with the set-up account; (0, None) while it does not answer."""
+        try:
+            answer = httpx.get(self.nodes[index].url + path, auth=self.auth, timeout=5)
+        except httpx.TransportError:
+            return 0, None
+        return answer.status_code, answer.json()
+
+    def send(self, index: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        answer = httpx.request(method, self.nodes[index].url + path, json=body, auth=self.auth, timeout=10)
+        return answer.status_code, answer.json()
+
+    def job_ids(self, index: int) -> list[str]:
+        """The mesh jobs node `index` must host: one per database and other node (pushes)."""
+        source = self.nodes[index].url
+        return [
+            job_id(db, source, target.url)
+            for target in self.nodes
+            if target.url != source
+            for db in DATABASES
+        ]
+
+    def jobs_present(self, index: int) -> bool:
+        status, body = self.get(index, "_replicator/_all_docs")
+        if status != 200:
+            return False
+        present = {row["id"] for row in body["rows"]}
+        return set(self.job_ids(index)) <= present
+
+    def has_doc(self, index: int, db: str, doc_id: str) -> bool:
+        return self.get(index, f"{db}/{quote(doc_id, safe='')}")[0] == 200
+
+    def register(self, app: ServerProcess) -> str:
+        email = f"p-{uuid.uuid4().hex[:8]}@example.com"
+        return str(self.graphql(app, REGISTER, {"email": email})["register"]["accessToken"])
+
+    def create_note(self, app: ServerProcess, token: str, title: str) -> str:
+        return str(self.graphql(app, CREATE, {"title": title}, token)["createNote"]["id"])
+
+    def graphql(self, app: ServerProcess, query: str, variables: dict[str, Any], token: str = "") -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.post(
+            f"{app.url}/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=30
+        )
+        body = answer.json()
+        assert answer.status_code == 200 and not body.get("errors"), body
+        return body["data"]
+
+    def restart_if_exited(self, index: int) -> bool:
+        """What a process manager does; True when the node had exited and was started again."""
+        node = self.nodes[index]
+        if node.is_running:
+            return False
+        node.restart()
+        return True
+
+
+def _credentials(nodes: NodeSet) -> tuple[str, str]:
+    """A server admin on every node: production refuses to start without database credentials.
+    pouchdb-server keeps it in config.json, CouchDB 3 (nodes.py) in its local.ini."""
+    if nodes.user:
+        return nodes.user, nodes.password
+    password = f"pw-{uuid.uuid4().hex}"
+    nodes.add_admin("ops", password)
+    return "ops", password
+
+
+def _data_directory(nodes: NodeSet, index: int) -> Path:
+    node = nodes[index]
+    if nodes.kind == "pouchdb":
+        return Path(node.data_dir)
+    return Path(node.script.state()["nodes"][index]["data"])
+
+
+def wipe(nodes: NodeSet, index: int) -> int:
+    """Delete the data of a stopped node: every database. pouchdb-server keeps its server
+    configuration (the admin account, like CouchDB's local.ini) in config.json in the same
+    directory; that one stays, as a real server's configuration would. Returns entries deleted."""
+    directory = _data_directory(nodes, index)
+    kept = {"config.json", OUTPUT_FILE_NAME} if nodes.kind == "pouchdb" else set()
+    deleted = 0
+    for entry in directory.iterdir():
+        if entry.name in kept:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        deleted += 1
+    return deleted
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    base = tmp_path_factory.mktemp("production-start")
+    nodes = start_nodes(base / "nodes", 3)
+    nodes.require_process_control()
+    apps: list[ServerProcess] = []
+    try:
+        user, password = _credentials(nodes)
+        secret = "prod-" + uuid.uuid4().hex + uuid.uuid4().hex  # one deployment, one secret
+        for preferred in (0, 1):
+            port = free_port()
+            others = [url for index, url in enumerate(nodes.urls) if index != preferred]
+            env = clean_environment(  # FLASK_ENV unset: production
+                FLASK_HOST="127.0.0.1",
+                SECRET_KEY=secret,
+                COUCHDB_URL=nodes.urls[preferred],
+                REPLICATION_NODES=",".join(others),
+                COUCHDB_USER=user,
+                COUCHDB_PASSWORD=password,
+                COUCHDB_DB_PREFIX=PREFIX,
+                REPLICATION_RETRY_SECONDS=str(PERIOD),
+                REPLICATION_START_JITTER_SECONDS="1",
+                HEALTH_PROBE_SECONDS="0.5",
+            )
+            command = [str(BIN / "notebook-server"), "--port", str(port), "--workers", "1"]
+            apps.append(ServerProcess(command, env, base, base, port))
+        for app in apps:
+            app.wait_ready(timeout=120)
+        yield Deployment(nodes, user, password, apps)
+    finally:
+        for app in apps:
+            app.stop()
+        nodes.stop()
+    for app in apps:
+        assert password not in app.stderr()  # the supervisors logged no credential
+
+
+def test_the_mesh_sets_itself_up(deployment: Deployment) -> None:
+    for index in range(3):
+        wait_for(lambda i=index: deployment.jobs_present(i), PATIENCE, f"every job hosted on node{index}")
+        for db in DATABASES:
+            assert deployment.get(index, db)[0] == 200
+    # the node list was recorded, from the environment, once for the whole deployment
+    status, listed = deployment.get(2, f"{PREFIX}users/{quote(NODE_LIST_ID, safe='')}")
+    assert (
+        status == 200 and listed["version"] == 1 and sorted(listed["nodes"]) == sorted(deployment.nodes.urls)
+    )
+    # and the jobs replicate: a note made through the app reaches every node
+    app = deployment.apps[1]
+    note = deployment.create_note(app, deployment.register(app), "meshed")
+    for index in range(3):
+        wait_for(lambda i=index: deployment.has_doc(i, NOTES, note), PATIENCE, f"the note on node{index}")
+
+
+def test_a_deleted_job_is_recreated(deployment: Deployment) -> None:
+    wait_for(lambda: deployment.jobs_present(2), PATIENCE, "node2's jobs")
+    doomed = job_id(NOTES, deployment.nodes[2].url, deployment.nodes[0].url)
+    path = f"_replicator/{quote(doomed, safe='')}"
+    status, job = deployment.get(2, path)
+    assert status == 200
+    status, answer = deployment.send(2, "DELETE", f"{path}?rev={job['_rev']}")
+    assert status == 200, answer
+    if deployment.nodes.kind == "pouchdb":
+        # pouchdb-server exits after a running job's document is deleted (D12): a process
+        # manager starts it again, and it comes back without the job
+        wait_until(lambda: not deployment.nodes[2].is_running, 10)
+    deployment.restart_if_exited(2)
+
+    def recreated() -> bool:
+        code, doc = deployment.get(2, path)
+        return code == 200 and doc["_rev"] != job["_rev"]
+
+    wait_for(recreated, PATIENCE, "the deleted job written again by an app process")
+    # and it replicates again: a document written on node2 reaches node0 through that job
+    probe = f"probe-{uuid.uuid4().hex}"
+    assert deployment.send(2, "PUT", f"{NOTES}/{probe}", {"type": "probe"})[0] == 201
+    wait_for(lambda: deployment.has_doc(0, NOTES, probe), PATIENCE, "node2's write on node0")
+
+
+def test_a_node_restarted_empty_gets_everything_back(deployment: Deployment) -> None:
+    app = deployment.apps[0]
+    note = deployment.create_note(app, deployment.register(app), "before the disk loss")
+    wait_for(lambda: deployment.has_doc(2, NOTES, note), PATIENCE, "the note on node2 before the loss")
+
+    deployment.nodes[2].kill()
+    assert wipe(deployment.nodes, 2) > 0
+    deployment.nodes[2].restart()
+    assert not deployment.has_doc(2, NOTES, note)  # really empty
+
+    # databases, design documents and node2's own jobs, re-created by the app processes
+    for db in DATABASES:
+        wait_for(lambda d=db: deployment.get(2, d)[0] == 200, PATIENCE, f"{db} on node2 again")
+    wait_for(lambda: deployment.jobs_present(2), PATIENCE, "node2's jobs again")
+    design = f"{NOTES}/_design/{NOTES_DESIGN}"
+    wait_for(lambda: deployment.get(2, design)[0] == 200, PATIENCE, "the notes design document on node2")
+    # refilled: the note written before the loss is on it again
+    wait_for(lambda: deployment.has_doc(2, NOTES, note), PATIENCE, "the old note on node2 again")
+    # and what is written on it now goes out again (its own jobs run)
+    probe = f"probe-{uuid.uuid4().hex}"
+    assert deployment.send(2, "PUT", f"{NOTES}/{probe}", {"type": "probe"})[0] == 201
+    for index in (0, 1):
+        wait_for(
+            lambda i=index: deployment.has_doc(i, NOTES, probe), PATIENCE, f"node2's new write on node{index}"
+        )
+    for app in deployment.apps:
+        assert app.process.poll() is None  # the supervisors survived the node loss
