@@ -56,14 +56,15 @@ def nodes_command(action: str, url: str | None, timeout: float) -> int:
         return 2
     replication = services.replication
     try:
+        listed = None
         if action == "add" and url:
             added = replication.add_node_to_deployment(url, timeout)
             state = "caught up" if added.caught_up else f"still catching up after {timeout:g}s"
             print(f"{added.url}: added ({len(added.job_ids)} jobs, {state})")
         elif action == "remove" and url:
-            removed = replication.remove_node_from_deployment(url)
+            removed, listed = replication.remove_node_from_deployment(url)
             print(f"removed ({removed} jobs deleted)")
-        listed = replication.node_list()
+        listed = listed or replication.node_list()
         origin = f"version {listed.version}" if listed.version else "from the environment, not recorded yet"
         print(f"nodes ({origin}):")
         for node in listed.urls:

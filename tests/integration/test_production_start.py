@@ -13,6 +13,7 @@ restarted after its data directory was deleted. Short periods come from the sett
 from __future__ import annotations
 
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 PREFIX = f"ps{uuid.uuid4().hex[:8]}_"
 DATABASES = list(database_names(PREFIX).values())
 NOTES = database_names(PREFIX)["notes"]
+NODE_LIST_PATH = f"{database_names(PREFIX)['users']}/{quote(NODE_LIST_ID, safe='')}"
 PERIOD = 2  # REPLICATION_RETRY_SECONDS of both app processes
 # a job may wait out CouchDB 3's startup_jitter (up to 5 s) and a loaded machine: generous bounds
 PATIENCE = 90.0
@@ -47,10 +49,20 @@ CREATE = """mutation($title: String!) {
 class Deployment:
     """Three nodes, the set-up account, and two production app processes."""
 
-    def __init__(self, nodes: NodeSet, user: str, password: str, apps: list[ServerProcess]) -> None:
+    def __init__(
+        self,
+        nodes: NodeSet,
+        user: str,
+        password: str,
+        apps: list[ServerProcess],
+        env: dict[str, str],
+        base: Path,
+    ) -> None:
         self.nodes = nodes
         self.auth = (user, password)
         self.apps = apps
+        self.env = env  # the first app's environment: what an operator's shell has
+        self.base = base
 
     def get(self, index: int, path: str) -> tuple[int, Any]:
         """GET on one node with the set-up account; (0, None) while it does not answer."""
@@ -109,14 +121,17 @@ class Deployment:
         return True
 
 
+OPS_PASSWORD = f"pw-{uuid.uuid4().hex}"
+
+
 def _credentials(nodes: NodeSet) -> tuple[str, str]:
     """A server admin on every node: production refuses to start without database credentials.
-    pouchdb-server keeps it in config.json, CouchDB 3 (nodes.py) in its local.ini."""
+    pouchdb-server keeps it in config.json, CouchDB 3 (nodes.py) in its local.ini (nodes.py
+    gives every node the same admin)."""
     if nodes.user:
         return nodes.user, nodes.password
-    password = f"pw-{uuid.uuid4().hex}"
-    nodes.add_admin("ops", password)
-    return "ops", password
+    nodes.add_admin("ops", OPS_PASSWORD)
+    return "ops", OPS_PASSWORD
 
 
 def _data_directory(nodes: NodeSet, index: int) -> Path:
@@ -150,6 +165,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     nodes = start_nodes(base / "nodes", 3)
     nodes.require_process_control()
     apps: list[ServerProcess] = []
+    envs: list[dict[str, str]] = []
     try:
         user, password = _credentials(nodes)
         secret = "prod-" + uuid.uuid4().hex + uuid.uuid4().hex  # one deployment, one secret
@@ -168,11 +184,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 REPLICATION_START_JITTER_SECONDS="1",
                 HEALTH_PROBE_SECONDS="0.5",
             )
+            envs.append(env)
             command = [str(BIN / "notebook-server"), "--port", str(port), "--workers", "1"]
             apps.append(ServerProcess(command, env, base, base, port))
         for app in apps:
             app.wait_ready(timeout=120)
-        yield Deployment(nodes, user, password, apps)
+        yield Deployment(nodes, user, password, apps, envs[0], base)
     finally:
         for app in apps:
             app.stop()
@@ -187,7 +204,7 @@ def test_the_mesh_sets_itself_up(deployment: Deployment) -> None:
         for db in DATABASES:
             assert deployment.get(index, db)[0] == 200
     # the node list was recorded, from the environment, once for the whole deployment
-    status, listed = deployment.get(2, f"{PREFIX}users/{quote(NODE_LIST_ID, safe='')}")
+    status, listed = deployment.get(2, NODE_LIST_PATH)
     assert (
         status == 200 and listed["version"] == 1 and sorted(listed["nodes"]) == sorted(deployment.nodes.urls)
     )
@@ -250,3 +267,90 @@ def test_a_node_restarted_empty_gets_everything_back(deployment: Deployment) -> 
         )
     for app in deployment.apps:
         assert app.process.poll() is None  # the supervisors survived the node loss
+
+
+def nodes_command(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
+    """`notebook-server nodes ...` in the operator's environment (the first app's)."""
+    return subprocess.run(
+        [str(BIN / "notebook-server"), "nodes", *args],
+        env=deployment.env,
+        cwd=deployment.base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def node_list(deployment: Deployment, index: int = 0) -> dict[str, Any]:
+    status, listed = deployment.get(index, NODE_LIST_PATH)
+    assert status == 200, (status, listed, [node.is_running for node in deployment.nodes])
+    return dict(listed)
+
+
+def adoptions(deployment: Deployment) -> list[int]:
+    """Per app process, how often it took a changed node list over (its JSON log says so)."""
+    return [app.stderr().count("replication nodes changed") for app in deployment.apps]
+
+
+def test_adding_and_removing_a_node_is_one_command_each(deployment: Deployment) -> None:
+    extra = start_nodes(deployment.base / "extra", 1)
+    try:
+        if not extra.user:
+            extra.add_admin("ops", OPS_PASSWORD)
+        url = extra.urls[0]
+        app = deployment.apps[0]
+        old_note = deployment.create_note(app, deployment.register(app), "before the node joined")
+        before = adoptions(deployment)
+        wait_for(lambda: deployment.get(0, NODE_LIST_PATH)[0] == 200, PATIENCE, "the node list recorded")
+        version = node_list(deployment)["version"]
+
+        added = nodes_command(deployment, "add", url, "--timeout", "60")
+        assert added.returncode == 0, added.stderr
+        assert f"{url}: added" in added.stdout and f"nodes (version {version + 1}):" in added.stdout
+        assert deployment.auth[1] not in added.stdout + added.stderr
+        listed = node_list(deployment)
+        assert listed["version"] == version + 1 and url in listed["nodes"] and len(listed["nodes"]) == 4
+        # both app processes take it over at their next round, whatever their environment says
+        wait_for(
+            lambda: all(now > then for now, then in zip(adoptions(deployment), before, strict=True)),
+            PATIENCE,
+            "both app processes adopting the new node list",
+        )
+        # the new node holds what was written before it joined
+        wait_for(
+            lambda: (
+                httpx.get(f"{url}{NOTES}/{quote(old_note, safe='')}", auth=deployment.auth).status_code == 200
+            ),
+            PATIENCE,
+            "an old note on the added node",
+        )
+
+        before = adoptions(deployment)
+        removed = nodes_command(deployment, "remove", url)
+        assert removed.returncode == 0, removed.stderr
+        assert f"nodes (version {version + 2}):" in removed.stdout and url not in removed.stdout
+        for index in range(3):  # pouchdb-server exits after its running jobs were deleted (D12)
+            if deployment.nodes.kind == "pouchdb":
+                wait_until(lambda i=index: not deployment.nodes[i].is_running, 5)
+            deployment.restart_if_exited(index)
+        wait_for(
+            lambda: all(now > then for now, then in zip(adoptions(deployment), before, strict=True)),
+            PATIENCE,
+            "both app processes adopting the shorter node list",
+        )
+        gone = [job_id(db, node.url, url) for node in deployment.nodes for db in DATABASES]
+
+        def no_job_to_the_removed_node() -> bool:
+            present = set()
+            for index in range(3):
+                status, body = deployment.get(index, "_replicator/_all_docs")
+                if status != 200:
+                    return False
+                present |= {row["id"] for row in body["rows"]}
+            return not present & set(gone)
+
+        wait_for(no_job_to_the_removed_node, PATIENCE, "no job pushing to the removed node")
+        for index in range(3):
+            wait_for(lambda i=index: deployment.jobs_present(i), PATIENCE, f"the mesh of node{index} intact")
+    finally:
+        extra.stop()

@@ -118,15 +118,22 @@ class ReplicationService:
         up, then record it in the replicated node list, which the other processes adopt at
         their next round."""
         current = self._adopted_list()
-        added = self._manager.add_node(url, timeout=timeout)
-        urls = [*current.urls, added.url] if added.url not in current.urls else list(current.urls)
-        self._manager.record_node_list(urls, current.version + 1)
-        return added
+        joining = clean_url(url)
+        if joining in current.urls:
+            return self._manager.add_node(joining, timeout=timeout)  # set up again, nothing to record
+        # recorded first: a process still on the old list would take the new node's jobs for
+        # strays of a removed node
+        self._manager.record_node_list([*current.urls, joining], current.version + 1)
+        try:
+            return self._manager.add_node(url, timeout=timeout)
+        except (DomainError, StorageError):
+            self._manager.record_node_list(list(current.urls), current.version + 2)
+            raise
 
-    def remove_node_from_deployment(self, url: str) -> int:
+    def remove_node_from_deployment(self, url: str) -> tuple[int, NodeList]:
         """Take a node out for every app process: record the list without it first (so no
-        process puts its jobs back), then delete the jobs to and from it; how many were
-        deleted."""
+        process puts its jobs back), then delete the jobs to and from it; returns how many were
+        deleted and the list recorded. (pouchdb-server: the nodes hosting those jobs exit, D12.)"""
         current = self._adopted_list()
         leaving = clean_url(url)
         wanted = [node for node in current.urls if node != leaving]
@@ -135,7 +142,7 @@ class ReplicationService:
         if not wanted:
             raise InvalidInput("the last node of the deployment cannot be removed")
         self._manager.record_node_list(wanted, current.version + 1)
-        return self._manager.remove_node(leaving)
+        return self._manager.remove_node(leaving), NodeList(tuple(wanted), current.version + 1)
 
     def _adopted_list(self) -> NodeList:
         """The recorded node list, made the manager's nodes (the configured ones if none yet)."""

@@ -398,10 +398,41 @@ class ReplicationManager:
         app process may run it; raises ReplicationError when some node could not be repaired."""
         found = self.adopt_node_list()
         try:
-            return self.ensure_mesh()
+            ids = self.ensure_mesh()
         finally:
             if found is None and self._node_list_database:
                 self.record_node_list(self.node_urls, 1)
+        if found is not None:
+            self._delete_strays(ids, found.version)
+        return ids
+
+    def _delete_strays(self, wanted: Sequence[str], version: int) -> int:
+        """Delete this deployment's mesh jobs that name a node no longer in the list: a round
+        that read the list just before `nodes remove` recorded it may have written one after
+        the command deleted it. Only while the list is still the one this round used (a newer
+        one may add the node those jobs name), and only where the server stops a deleted job
+        cleanly: pouchdb-server exits (D12), so there they are reported, not deleted."""
+        if not self._node_list_database:
+            return 0
+        latest = read_node_list(self._snapshot(), self._node_list_database)
+        if latest is None or latest.version != version:
+            return 0
+        keep = set(wanted)
+        removed = 0
+        for node in self._snapshot():
+            try:
+                strays = [job for job in self._own_job_ids(node) if job not in keep]
+                if not strays:
+                    continue
+                extra = {"node": node.url, "jobs": len(strays)}
+                if self._states.records_state_in_documents(node.client):
+                    log.warning("stray replication jobs left (pouchdb-server exits on deletion)", extra=extra)
+                    continue
+                removed += self._delete_jobs(node, strays)
+                log.warning("stray replication jobs deleted", extra=extra)
+            except CouchError as exc:
+                log.info("stray jobs on %s not checked: %s", node.url, self._describe(exc))
+        return removed
 
     def adopt_node_list(self) -> NodeList | None:
         """Read the replicated node list and make it this manager's nodes; None (nothing
