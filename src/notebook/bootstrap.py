@@ -169,6 +169,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
         members=members,
+        member_passwords={config.couchdb_user: config.couchdb_password} if members else None,
         node_list_database=databases.users.name,
     )
     replication = ReplicationService(manager)

@@ -221,3 +221,26 @@ def test_removing_a_node_records_the_list_first(cluster: FakeCluster) -> None:
     assert listed.version == 2 and list(listed.urls) == cluster.urls()[:2]
     stored = parse_node_list(cluster[0].dbs[USERS][NODE_LIST_ID])
     assert stored == listed
+
+
+def test_the_member_account_is_created_where_it_is_missing_and_never_changed(cluster: FakeCluster) -> None:
+    for node in cluster.nodes:
+        node.dbs["_users"] = {}
+    kept = {"_id": "org.couchdb.user:app", "name": "app", "password_scheme": "pbkdf2", "roles": ["ops"]}
+    cluster[0].put_doc("_users", kept)
+    manager = ReplicationManager(
+        cluster.urls(),
+        DATABASES,
+        members=["app"],
+        member_passwords={"app": "s3cret-pw"},
+        transport=cluster.transport,
+    )
+    try:
+        manager.ensure_mesh()
+    finally:
+        manager.close()
+    assert cluster[0].dbs["_users"]["org.couchdb.user:app"]["roles"] == ["ops"]  # left as it was
+    for node in cluster.nodes[1:]:
+        account = node.dbs["_users"]["org.couchdb.user:app"]
+        assert account["name"] == "app" and account["type"] == "user" and account["roles"] == []
+        assert all(node.security[db]["members"]["names"] == ["app"] for db in DATABASES)

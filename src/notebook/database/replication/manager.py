@@ -30,7 +30,13 @@ from urllib.parse import quote
 import httpx
 
 from notebook.core.errors import InvalidInput, NotFound
-from notebook.database.couch import CouchDBClient, CouchError, DatabaseUnavailable, quote_id
+from notebook.database.couch import (
+    CouchDBClient,
+    CouchError,
+    DatabaseUnavailable,
+    DocumentConflict,
+    quote_id,
+)
 from notebook.database.couch.server_differences import (
     RESTARTED_BY_RECREATING,
     RUNNING_JOB_REFUSED_HINT,
@@ -68,6 +74,7 @@ from notebook.database.replication.topology import membership, one_cluster
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.01
+USERS_DB = "_users"  # CouchDB's own accounts (not the application's users database)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
@@ -94,6 +101,7 @@ class ReplicationManager:
         *,
         members: Sequence[str] = (),
         node_list_database: str = "",
+        member_passwords: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.databases = list(dict.fromkeys(database_names))
@@ -107,6 +115,8 @@ class ReplicationManager:
         # accounts that must be members of the databases on every node: CouchDB 3 creates
         # databases admin-only and replication does not copy `_security` (docs/operations.md)
         self._members = list(members)
+        # their passwords, when known: a node whose disk was lost gets their accounts back
+        self._member_passwords = dict(member_passwords or {})
         # where the deployment's replicated node list lives (node_list.py); "" = the nodes given
         self._node_list_database = node_list_database
         # how the other nodes reach a node, when that differs from how this process reaches it
@@ -213,6 +223,9 @@ class ReplicationManager:
         application databases that did not exist (a new node, or one restarted empty)."""
         node.client.database(REPLICATOR_DB).ensure_exists()
         self._protect_replicator(node)
+        for name in self._members:
+            if name in self._member_passwords:
+                self._ensure_account(node, name, self._member_passwords[name])
         created: list[str] = []
         for db in self.databases:
             database = node.client.database(db)
@@ -222,6 +235,19 @@ class ReplicationManager:
             if self._members:
                 ensure_members(database, self._members)
         return created
+
+    def _ensure_account(self, node: MeshNode, name: str, password: str) -> None:
+        """The CouchDB account `name` in the node's `_users`, created when missing (a node that
+        came back empty lost it); an existing one is never changed."""
+        users = node.client.database(USERS_DB)
+        doc_id = f"org.couchdb.user:{name}"
+        if users.get_or_none(doc_id) is not None:
+            return
+        try:
+            users.put({"_id": doc_id, "name": name, "password": password, "roles": [], "type": "user"})
+        except DocumentConflict:
+            return  # another app process created it at the same moment
+        log.warning("CouchDB account created on a node lacking it", extra={"node": node.url, "user": name})
 
     def _protect_replicator(self, node: MeshNode) -> None:
         """Job documents carry the set-up account's credentials: on CouchDB 3 make sure only
