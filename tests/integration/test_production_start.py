@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class Deployment:
         self.apps = apps
         self.env = env  # the first app's environment: what an operator's shell has
         self.base = base
+        self.ready_at = 0.0  # when both apps answered /ready: figures are printed from there
 
     def get(self, index: int, path: str) -> tuple[int, Any]:
         """GET on one node with the set-up account; (0, None) while it does not answer."""
@@ -197,7 +199,9 @@ def deployed(base: Path, accounts: Accounts | None = None) -> Iterator[Deploymen
             apps.append(ServerProcess(command, env, base, base, port))
         for app in apps:
             app.wait_ready(timeout=120)
-        yield Deployment(nodes, user, password, apps, envs[0], base)
+        made = Deployment(nodes, user, password, apps, envs[0], base)
+        made.ready_at = time.monotonic()
+        yield made
     finally:
         for app in apps:
             app.stop()
@@ -220,6 +224,7 @@ def test_the_mesh_sets_itself_up(deployment: Deployment) -> None:
         wait_for(lambda i=index: deployment.jobs_present(i), PATIENCE, f"every job hosted on node{index}")
         for db in DATABASES:
             assert deployment.get(index, db)[0] == 200
+    print(f"\nmesh complete {time.monotonic() - deployment.ready_at:.1f}s after both apps were ready")
     # the node list was recorded, from the environment, once for the whole deployment
     status, listed = deployment.get(2, NODE_LIST_PATH)
     assert (
@@ -245,12 +250,14 @@ def test_a_deleted_job_is_recreated(deployment: Deployment) -> None:
         # manager starts it again, and it comes back without the job
         wait_until(lambda: not deployment.nodes[2].is_running, 10)
     deployment.restart_if_exited(2)
+    back = time.monotonic()
 
     def recreated() -> bool:
         code, doc = deployment.get(2, path)
         return code == 200 and doc["_rev"] != job["_rev"]
 
     wait_for(recreated, PATIENCE, "the deleted job written again by an app process")
+    print(f"\ndeleted job written again {time.monotonic() - back:.1f}s after its node answered")
     # and it replicates again: a document written on node2 reaches node0 through that job
     probe = f"probe-{uuid.uuid4().hex}"
     assert deployment.send(2, "PUT", f"{NOTES}/{probe}", {"type": "probe"})[0] == 201
@@ -265,16 +272,20 @@ def test_a_node_restarted_empty_gets_everything_back(deployment: Deployment) -> 
     deployment.nodes[2].kill()
     assert wipe(deployment.nodes, 2) > 0
     deployment.nodes[2].restart()
+    back = time.monotonic()
     assert not deployment.has_doc(2, NOTES, note)  # really empty
 
     # databases, design documents and node2's own jobs, re-created by the app processes
     for db in DATABASES:
         wait_for(lambda d=db: deployment.get(2, d)[0] == 200, PATIENCE, f"{db} on node2 again")
     wait_for(lambda: deployment.jobs_present(2), PATIENCE, "node2's jobs again")
+    jobs_back = time.monotonic()
     design = f"{NOTES}/_design/{NOTES_DESIGN}"
     wait_for(lambda: deployment.get(2, design)[0] == 200, PATIENCE, "the notes design document on node2")
     # refilled: the note written before the loss is on it again
     wait_for(lambda: deployment.has_doc(2, NOTES, note), PATIENCE, "the old note on node2 again")
+    refilled = time.monotonic() - back
+    print(f"\nempty node: its jobs back after {jobs_back - back:.1f}s, the old note after {refilled:.1f}s")
     # and what is written on it now goes out again (its own jobs run)
     probe = f"probe-{uuid.uuid4().hex}"
     assert deployment.send(2, "PUT", f"{NOTES}/{probe}", {"type": "probe"})[0] == 201

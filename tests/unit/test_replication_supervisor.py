@@ -244,3 +244,21 @@ def test_the_member_account_is_created_where_it_is_missing_and_never_changed(clu
         account = node.dbs["_users"]["org.couchdb.user:app"]
         assert account["name"] == "app" and account["type"] == "user" and account["roles"] == []
         assert all(node.security[db]["members"]["names"] == ["app"] for db in DATABASES)
+
+
+def test_a_teardown_is_recorded_so_no_supervisor_undoes_it(cluster: FakeCluster) -> None:
+    service = ReplicationService(_manager(cluster))
+    other_process = _manager(cluster)
+    try:
+        other_process.repair()
+        assert service.teardown() == 3 * 2 * len(DATABASES)
+        assert other_process.repair() == []  # paused: nothing written back
+        assert all(mesh_jobs(node) == [] for node in cluster.nodes)
+        service.ensure_mesh()  # the operator sets it up again
+        other_process.repair()
+    finally:
+        service.close()
+        other_process.close()
+    listed = parse_node_list(cluster[0].dbs[USERS][NODE_LIST_ID])
+    assert listed is not None and not listed.paused and listed.version == 3
+    assert all(len(mesh_jobs(node)) == 2 * len(DATABASES) for node in cluster.nodes)

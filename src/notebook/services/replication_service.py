@@ -52,11 +52,16 @@ class ReplicationService:
         return self._manager.status()
 
     def ensure_mesh(self) -> list[str]:
-        """Set up (or repair) replication; the ids of every job."""
-        return self._manager.ensure_mesh()
+        """Set up (or repair) replication; the ids of every job. Ends a recorded teardown, so
+        every process's supervisor keeps it up again."""
+        ids = self._manager.ensure_mesh()
+        self._manager.set_paused(False)
+        return ids
 
     def teardown(self) -> int:
-        """Delete every replication job; how many were deleted."""
+        """Delete every replication job; how many were deleted. Recorded first in the node
+        list, so that no process's supervisor puts the jobs back."""
+        self._manager.set_paused(True)
         return self._manager.teardown()
 
     def measure_lag(self, timeout: float) -> ReplicationStatus:

@@ -423,6 +423,8 @@ class ReplicationManager:
         the configured nodes when no node holds one), then `ensure_mesh`. Idempotent, so every
         app process may run it; raises ReplicationError when some node could not be repaired."""
         found = self.adopt_node_list()
+        if found is not None and found.paused:
+            return []  # an operator tore replication down: left down until the next set-up
         try:
             ids = self.ensure_mesh()
         finally:
@@ -470,7 +472,18 @@ class ReplicationManager:
             self.set_nodes(found.urls)
         return found
 
-    def record_node_list(self, urls: Sequence[str], version: int) -> int:
+    def set_paused(self, paused: bool) -> bool:
+        """Record (or clear) an operator's teardown in the node list, so that every process's
+        supervisor leaves the mesh down (or sets it up again); False when nothing changed."""
+        if not self._node_list_database:
+            return False
+        current = self.node_list()
+        if current.paused == paused:
+            return False
+        self.record_node_list(current.urls, current.version + 1, paused=paused)
+        return True
+
+    def record_node_list(self, urls: Sequence[str], version: int, paused: bool = False) -> int:
         """Store `urls` as the deployment's node list `version` on every node that answers."""
         if not self._node_list_database:
             raise ReplicationError("no node-list database configured")
@@ -478,7 +491,7 @@ class ReplicationManager:
         known = {node.url for node in nodes}
         extra = [self._new_node(url) for url in urls if clean_url(url) not in known]
         try:
-            written = write_node_list([*nodes, *extra], self._node_list_database, urls, version)
+            written = write_node_list([*nodes, *extra], self._node_list_database, urls, version, paused)
         finally:
             for node in extra:
                 node.client.close()

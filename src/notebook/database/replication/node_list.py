@@ -8,8 +8,12 @@ next round, and an environment that still names a removed node does not bring it
 The document lives in the users database (replicated like the others; no view indexes it, every
 view tests `doc.type`):
 
-    {"_id": "notebook-cluster:nodes", "type": "cluster_nodes", "version": 3,
+    {"_id": "notebook-cluster:nodes", "type": "cluster_nodes", "version": 3, "paused": false,
      "nodes": ["http://10.0.0.1:5984/", "http://10.0.0.2:5984/"]}
+
+`paused` is set by an operator's teardown (`DELETE /api/replication`) and cleared by the next
+set-up (`POST /api/replication/setup`): without it, every process would put the jobs back at
+its next round.
 
 URLs are stored without credentials; every node is reached with the set-up account of the
 environment. A write lands on one node and is then copied, with its revision history, to every
@@ -42,6 +46,8 @@ class NodeList:
 
     urls: tuple[str, ...]
     version: int
+    # an operator's teardown: the supervisors leave the mesh down until the next set-up
+    paused: bool = False
 
 
 def parse_node_list(doc: Any) -> NodeList | None:
@@ -56,7 +62,7 @@ def parse_node_list(doc: Any) -> NodeList | None:
         urls = tuple(dict.fromkeys(clean_url(str(url)) for url in raw))
     except InvalidInput:
         return None
-    return NodeList(urls, version)
+    return NodeList(urls, version, doc.get("paused") is True)
 
 
 def read_node_list(nodes: Sequence[MeshNode], database: str) -> NodeList | None:
@@ -73,7 +79,9 @@ def read_node_list(nodes: Sequence[MeshNode], database: str) -> NodeList | None:
     return newest
 
 
-def write_node_list(nodes: Sequence[MeshNode], database: str, urls: Sequence[str], version: int) -> int:
+def write_node_list(
+    nodes: Sequence[MeshNode], database: str, urls: Sequence[str], version: int, paused: bool = False
+) -> int:
     """Store `urls` as list `version` on the first node that takes it, then copy that revision to
     every other node that answers; return on how many nodes it now is (0: nowhere)."""
     body: dict[str, Any] = {
@@ -81,6 +89,7 @@ def write_node_list(nodes: Sequence[MeshNode], database: str, urls: Sequence[str
         "type": NODE_LIST_TYPE,
         "version": version,
         "nodes": [clean_url(url) for url in urls],
+        "paused": paused,
     }
     source: MeshNode | None = None
     for node in nodes:
