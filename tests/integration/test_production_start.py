@@ -27,7 +27,7 @@ import pytest
 
 from devtools.local_server import OUTPUT_FILE_NAME, free_port
 from notebook.database.design_docs import NOTES_DESIGN, database_names
-from notebook.database.replication import NODE_LIST_ID, job_id
+from notebook.database.replication import NODE_LIST_ID, ReplicationManager, job_id
 from tests.support.api_server import BIN, ServerProcess, clean_environment
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.waiting import wait_for, wait_until
@@ -225,6 +225,19 @@ def test_the_mesh_sets_itself_up(deployment: Deployment) -> None:
         for db in DATABASES:
             assert deployment.get(index, db)[0] == 200
     print(f"\nmesh complete {time.monotonic() - deployment.ready_at:.1f}s after both apps were ready")
+    # and every link runs, as its node's replicator reports it (scheduler or job documents)
+    observer = ReplicationManager(
+        deployment.nodes.urls, DATABASES, user=deployment.auth[0], password=deployment.auth[1]
+    )
+    try:
+
+        def every_link_running() -> bool:
+            links = observer.status().links
+            return len(links) == 3 * 2 * len(DATABASES) and all(link.state == "running" for link in links)
+
+        wait_for(every_link_running, PATIENCE, "every link running")
+    finally:
+        observer.close()
     # the node list was recorded, from the environment, once for the whole deployment
     status, listed = deployment.get(2, NODE_LIST_PATH)
     assert (

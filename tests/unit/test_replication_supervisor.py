@@ -262,3 +262,17 @@ def test_a_teardown_is_recorded_so_no_supervisor_undoes_it(cluster: FakeCluster)
     listed = parse_node_list(cluster[0].dbs[USERS][NODE_LIST_ID])
     assert listed is not None and not listed.paused and listed.version == 3
     assert all(len(mesh_jobs(node)) == 2 * len(DATABASES) for node in cluster.nodes)
+
+
+def test_adding_a_node_before_any_app_ran_records_the_list_with_it() -> None:
+    cluster = FakeCluster(3)  # no database exists anywhere yet
+    service = ReplicationService(_manager(cluster, count=2))
+    try:
+        added = service.add_node_to_deployment(cluster.urls()[2], timeout=0.2)
+        listed = service.node_list()
+    finally:
+        service.close()
+    assert added.url == cluster.urls()[2]
+    assert listed.version == 1 and list(listed.urls) == cluster.urls()
+    assert all(parse_node_list(node.dbs[USERS].get(NODE_LIST_ID)) == listed for node in cluster.nodes[:1])
+    assert len(mesh_jobs(cluster[2])) == 2 * len(DATABASES)  # its jobs towards both others

@@ -150,5 +150,13 @@ class ReplicationService:
         return self._manager.remove_node(leaving), NodeList(tuple(wanted), current.version + 1)
 
     def _adopted_list(self) -> NodeList:
-        """The recorded node list, made the manager's nodes (the configured ones if none yet)."""
-        return self._manager.adopt_node_list() or self._manager.node_list()
+        """The recorded node list, made the manager's nodes (the configured ones if none yet),
+        after one set-up round over them (a node down does not stop the command)."""
+        listed = self._manager.adopt_node_list() or self._manager.node_list()
+        if listed.paused:
+            raise InvalidInput("replication is torn down: set it up again before changing the nodes")
+        try:
+            self._manager.ensure_mesh()
+        except ReplicationError as exc:
+            log.warning("replication set-up incomplete before the node change: %s", exc.message)
+        return listed

@@ -35,6 +35,7 @@ from notebook.database.couch import (
     CouchError,
     DatabaseUnavailable,
     DocumentConflict,
+    DocumentNotFound,
     quote_id,
 )
 from notebook.database.couch.server_differences import (
@@ -638,7 +639,10 @@ class ReplicationManager:
         if source is None:
             return
         for db in self.databases:
-            ids = [row["id"] for row in _design_rows(source.client, db, include_docs=False)]
+            try:
+                ids = [row["id"] for row in _design_rows(source.client, db, include_docs=False)]
+            except DocumentNotFound:
+                continue  # not created there yet either (a deployment no app process started)
             docs = [source.client.database(db).get(doc_id, revs=True) for doc_id in ids]
             node.client.database(db).bulk_docs(docs, new_edits=False)
 

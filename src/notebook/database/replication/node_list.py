@@ -95,6 +95,7 @@ def write_node_list(
     for node in nodes:
         db = node.client.database(database)
         try:
+            db.ensure_exists()  # `nodes add` may run before any app process created it
             current = db.get_or_none(NODE_LIST_ID)
             doc = {**body, "_rev": current["_rev"]} if current else dict(body)
             db.put(doc)
