@@ -54,9 +54,8 @@ class ReplicationService:
     def ensure_mesh(self) -> list[str]:
         """Set up (or repair) replication; the ids of every job. Ends a recorded teardown, so
         every process's supervisor keeps it up again."""
-        ids = self._manager.ensure_mesh()
-        self._manager.set_paused(False)
-        return ids
+        self._manager.set_paused(False)  # first: a node down must not keep the others paused
+        return self._manager.ensure_mesh()
 
     def teardown(self) -> int:
         """Delete every replication job; how many were deleted. Recorded first in the node
@@ -95,10 +94,11 @@ class ReplicationService:
         self, stop: threading.Event, period: float, first_delay: float, rng: random.Random | None = None
     ) -> int:
         """Run `repair` until `stop` is set: first after a random wait of up to `first_delay`
-        seconds, then every `period` seconds less a random tenth of it, so the app processes of
-        a deployment spread out their rounds instead of stampeding the nodes together, and no
-        two rounds of one process are more than `period` apart. A round that fails is logged
-        at warning and retried next round; nothing escapes the loop. Returns the rounds run."""
+        seconds, then `period` seconds after each round less a random tenth of it, so the app
+        processes of a deployment spread out their rounds instead of stampeding the nodes
+        together, and a round never waits longer than `period` after the last one ended. A
+        round that fails is logged at warning and retried next round; nothing escapes the
+        loop. Returns the rounds run."""
         rng = rng or random.Random()
         rounds = 0
         wait = rng.uniform(0, max(0.0, first_delay))
@@ -119,9 +119,9 @@ class ReplicationService:
         return self._manager.node_list()
 
     def add_node_to_deployment(self, url: str, timeout: float) -> NodeAdded:
-        """Add a node for every app process: set it up and wait (up to `timeout`) for it to catch
-        up, then record it in the replicated node list, which the other processes adopt at
-        their next round."""
+        """Add a node for every app process: record it in the replicated node list (the other
+        processes adopt it at their next round), then set it up and wait (up to `timeout`) for
+        it to catch up. If it cannot be set up, the list is recorded again without it."""
         current = self._adopted_list()
         joining = clean_url(url)
         if joining in current.urls:
