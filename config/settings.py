@@ -70,6 +70,10 @@ class Config:
     replication_nodes: tuple[str, ...] = ()
     continuous_replication: bool = True
     replication_retry_seconds: int = 30
+    # replication that runs itself (docs/replication.md): every app process repairs the mesh every
+    # REPLICATION_RETRY_SECONDS, its first round after a random wait of up to this many seconds
+    replication_supervisor: bool = True
+    replication_start_jitter_seconds: float = 5.0
     health_probe_seconds: float = 1.0
     revision_retention: int = 100
     conflict_resolver: bool = True
@@ -168,6 +172,7 @@ class TestingConfig(Config):
     log_level: str = "WARNING"
     health_probe_seconds: float = 0.5
     conflict_resolver: bool = False  # tests drive the resolver themselves
+    replication_supervisor: bool = False  # tests set up replication themselves
     # every test client is 127.0.0.1: the abuse-limit tests set their own, lower limits
     register_per_ip: int = 10_000
     login_failures_per_ip: int = 10_000
@@ -229,6 +234,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REPLICATION_NODES": ("replication_nodes", _list),
     "CONTINUOUS_REPLICATION": ("continuous_replication", _bool),
     "REPLICATION_RETRY_SECONDS": ("replication_retry_seconds", int),
+    "REPLICATION_SUPERVISOR": ("replication_supervisor", _bool),
+    "REPLICATION_START_JITTER_SECONDS": ("replication_start_jitter_seconds", float),
     "HEALTH_PROBE_SECONDS": ("health_probe_seconds", float),
     "REVISION_RETENTION": ("revision_retention", int),
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),

@@ -7,10 +7,11 @@ Starts the database nodes on 127.0.0.1 (node i on --db-port + i when that port i
 on a free port), points COUCHDB_URL at the first node and REPLICATION_NODES at the others, then
 serves the API with werkzeug until Ctrl-C, and finally stops the nodes it started.
 
-With several nodes (`make cluster`) it also sets up the replication mesh before serving
-(ReplicationManager.ensure_mesh), repairs it every REPLICATION_RETRY_SECONDS, and supervises the
-nodes: a node that exits (killed, crashed, or pouchdb-server exiting after its replication jobs
-were deleted, see docs/replication.md) is started again after --restart-after seconds.
+Replication is not set up here: the app does it itself, as in production (its replication
+supervisor sets up and repairs the mesh every REPLICATION_RETRY_SECONDS, docs/replication.md).
+With several nodes (`make cluster`) this script supervises the nodes: a node that exits (killed,
+crashed, or pouchdb-server exiting after its replication jobs were deleted) is started again
+after --restart-after seconds.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REPLICATION_NODES"] = ",".join(urls[1:])
         os.environ["FLASK_HOST"] = args.host
         os.environ["FLASK_PORT"] = str(args.port)
+        # one app process: its replication supervisor needs no random start offset
+        os.environ.setdefault("REPLICATION_START_JITTER_SECONDS", "0")
         # an unset FLASK_ENV means production; this script is for development (`make run` says so too)
         os.environ.setdefault("FLASK_ENV", "development")
 
@@ -156,19 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        services = app.extensions["notebook"]
         if args.nodes > 1:
-            from notebook.services.replication_service import ReplicationError
-
-            try:
-                jobs = services.replication.ensure_mesh()
-            except ReplicationError as exc:
-                print(f"error: {exc.message}", file=sys.stderr)
-                return 1
-            print(f"replication: {len(jobs)} continuous jobs, a full mesh of {args.nodes} nodes")
-            helpers.append(
-                threading.Thread(target=services.replication.watch, args=(stop,), name="replication-watch")
-            )
+            period = config.replication_retry_seconds
+            print(f"replication: a mesh of {args.nodes} nodes, kept up by the app every {period}s")
         if not args.no_restart:
             supervisor_args = (cluster.nodes, args.restart_after, stop)
             helpers.append(threading.Thread(target=supervise, args=supervisor_args, name="supervisor"))

@@ -63,6 +63,22 @@ class Services:
         thread.start()
         return thread
 
+    def start_replication_supervisor(self) -> threading.Thread:
+        """Set up and repair replication in a daemon thread until close(): every app process
+        does it, idempotently, at its own random phase (docs/replication.md)."""
+        thread = threading.Thread(
+            target=self.replication.supervise,
+            args=(
+                self.stopping,
+                float(self.config.replication_retry_seconds),
+                self.config.replication_start_jitter_seconds,
+            ),
+            name="replication-supervisor",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     def close(self) -> None:
         self.stopping.set()
         self.replication.close()
@@ -156,6 +172,8 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         timeout=config.couchdb_timeout_seconds,
         active_node=lambda: couch.active_url,
         members=members,
+        member_passwords={config.couchdb_user: config.couchdb_password} if members else None,
+        node_list_database=databases.users.name,
     )
     replication = ReplicationService(manager)
     permissions = PermissionPolicy(notebooks, note_repo.get)

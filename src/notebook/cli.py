@@ -2,6 +2,12 @@
 
     notebook-server [--host H] [--port P] [--workers N]     serve
     notebook-server create-admin EMAIL [--revoke]           make an existing user an admin
+    notebook-server nodes list                              the deployment's database nodes
+    notebook-server nodes add URL [--timeout S]             add a node (set up, caught up, recorded)
+    notebook-server nodes remove URL                        take a node out of replication
+
+The node list is one replicated document (docs/replication.md, "Replication that runs itself"):
+every app process adopts a change at its next repair round, whatever its environment says.
 
 Admins are made here, by whoever runs the server, never through the API.
 
@@ -38,6 +44,39 @@ def create_admin(email: str, revoke: bool = False) -> int:
     return 0
 
 
+def nodes_command(action: str, url: str | None, timeout: float) -> int:
+    """`nodes list|add|remove`: read or change the deployment's replicated node list."""
+    from notebook.bootstrap import bootstrap
+    from notebook.core.errors import DomainError, StorageError
+
+    try:
+        services = bootstrap(load_config(), install_schema=False)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    replication = services.replication
+    try:
+        listed = None
+        if action == "add" and url:
+            added = replication.add_node_to_deployment(url, timeout)
+            state = "caught up" if added.caught_up else f"still catching up after {timeout:g}s"
+            print(f"{added.url}: added ({len(added.job_ids)} jobs, {state})")
+        elif action == "remove" and url:
+            removed, listed = replication.remove_node_from_deployment(url)
+            print(f"removed ({removed} jobs deleted)")
+        listed = listed or replication.node_list()
+        origin = f"version {listed.version}" if listed.version else "from the environment, not recorded yet"
+        print(f"nodes ({origin}):")
+        for node in listed.urls:
+            print(f"  {node}")
+    except (DomainError, StorageError) as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="notebook-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,9 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="make an existing user an administrator")
     admin.add_argument("email", help="the user's e-mail address")
     admin.add_argument("--revoke", action="store_true", help="take the admin flag away instead")
+    nodes = commands.add_parser("nodes", help="list, add or remove the deployment's database nodes")
+    node_actions = nodes.add_subparsers(dest="action", required=True)
+    node_actions.add_parser("list", help="the recorded node list")
+    add = node_actions.add_parser("add", help="add a node: databases, jobs both ways, catch-up")
+    add.add_argument("url", help="the node, e.g. http://10.0.0.4:5984/ (credentials from the environment)")
+    add.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the catch-up")
+    remove = node_actions.add_parser("remove", help="take a node out: its jobs and those to it")
+    remove.add_argument("url", help="the node's URL as listed")
     args = parser.parse_args(argv)
     if args.command == "create-admin":
         return create_admin(args.email, args.revoke)
+    if args.command == "nodes":
+        return nodes_command(args.action, getattr(args, "url", None), getattr(args, "timeout", 120.0))
     try:
         config = load_config()
         config.validate()

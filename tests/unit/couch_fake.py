@@ -130,6 +130,13 @@ class FakeNode:
                     self._store_replica(db, doc)
                 return httpx.Response(201, json=[])  # CouchDB 3 lists only refusals
             return httpx.Response(201, json=[self._write(db, doc) for doc in body["docs"]])
+        if endpoint == "_all_docs" and body is None:  # GET: a key range (live documents only)
+            low, high = (
+                json.loads(params.get("startkey", '""')),
+                json.loads(params.get("endkey", '"\\ufff0"')),
+            )
+            keys = sorted(k for k, d in self.dbs[db].items() if low <= k <= high and not d.get("_deleted"))
+            return httpx.Response(200, json={"rows": [self._row(db, key) for key in keys]})
         if endpoint == "_all_docs":
             return httpx.Response(200, json={"rows": [self._row(db, key) for key in body["keys"]]})
         if endpoint == "_revs_diff":

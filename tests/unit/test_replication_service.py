@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from notebook.database.replication import MESH, ReplicationManager
+from notebook.database.replication import JOB_ID_PREFIX, MESH, ReplicationManager
 from notebook.services.replication_service import ReplicationService
-from tests.unit.couch_fake import FakeCluster
+from tests.unit.couch_fake import FakeCluster, FakeNode
+
+
+def mesh_jobs(node: FakeNode) -> list[dict]:
+    """The node's mesh job documents (not the one-shot refill jobs, refill.py)."""
+    return [doc for doc_id, doc in node.dbs["_replicator"].items() if doc_id.startswith(JOB_ID_PREFIX)]
 
 
 def test_set_up_inspect_and_shrink_a_mesh(cluster: FakeCluster) -> None:
@@ -20,6 +25,6 @@ def test_set_up_inspect_and_shrink_a_mesh(cluster: FakeCluster) -> None:
         assert service.node_urls == cluster.urls()[:2]
     finally:
         service.close()
-    live = [doc for doc in cluster[0].dbs["_replicator"].values() if not doc.get("_deleted")]
-    assert len(live) == 1  # only the job to node 1 is left
-    assert all(doc.get("_deleted") for doc in cluster[2].dbs["_replicator"].values())
+    mesh = {node.url: mesh_jobs(node) for node in cluster.nodes}
+    assert len([doc for doc in mesh[cluster[0].url] if not doc.get("_deleted")]) == 1  # the job to node 1
+    assert all(doc.get("_deleted") for doc in mesh[cluster[2].url])

@@ -88,6 +88,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.register_blueprint(replication_blueprint)
     if config.conflict_resolver:
         services.start_conflict_resolver()
+    if config.replication_supervisor:
+        services.start_replication_supervisor()
     schema = build_schema()
     limits = QueryLimits.from_config(config)
     format_error = graphql_error_formatter(config.graphql_field_suggestions)

@@ -5,6 +5,7 @@
 - scheduler.py: reading job states (CouchDB 3's scheduler or the job documents)
 - canaries.py: lag measured with canary documents
 - topology.py: independent servers (a mesh) or doors to one clustered CouchDB
+- node_list.py: the deployment's node list, one replicated document
 - status.py: what the operator sees (`ReplicationStatus`, ...)
 """
 
@@ -19,6 +20,7 @@ from notebook.database.replication.jobs import (
     read_job_docs,
 )
 from notebook.database.replication.manager import ReplicationManager
+from notebook.database.replication.node_list import NODE_LIST_ID, NodeList
 from notebook.database.replication.scheduler import JobStateReader
 from notebook.database.replication.status import (
     CLUSTERED,
@@ -37,12 +39,14 @@ __all__ = [
     "HEALTHY_STATES",
     "JOB_ID_PREFIX",
     "MESH",
+    "NODE_LIST_ID",
     "REPLICATOR_DB",
     "JobState",
     "JobStateReader",
     "LinkStatus",
     "MeshNode",
     "NodeAdded",
+    "NodeList",
     "NodeStatus",
     "ReplicationError",
     "ReplicationManager",

@@ -30,7 +30,14 @@ from urllib.parse import quote
 import httpx
 
 from notebook.core.errors import InvalidInput, NotFound
-from notebook.database.couch import CouchDBClient, CouchError, DatabaseUnavailable, quote_id
+from notebook.database.couch import (
+    CouchDBClient,
+    CouchError,
+    DatabaseUnavailable,
+    DocumentConflict,
+    DocumentNotFound,
+    quote_id,
+)
 from notebook.database.couch.server_differences import (
     RESTARTED_BY_RECREATING,
     RUNNING_JOB_REFUSED_HINT,
@@ -51,6 +58,8 @@ from notebook.database.replication.jobs import (
     own_job_ids,
     read_job_docs,
 )
+from notebook.database.replication.node_list import NodeList, read_node_list, write_node_list
+from notebook.database.replication.refill import is_filled, refill, refill_job
 from notebook.database.replication.scheduler import JobStateReader
 from notebook.database.replication.status import (
     CLUSTERED,
@@ -66,6 +75,7 @@ from notebook.database.replication.topology import membership, one_cluster
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.01
+USERS_DB = "_users"  # CouchDB's own accounts (not the application's users database)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
@@ -91,6 +101,8 @@ class ReplicationManager:
         peer_urls: Mapping[str, str] | None = None,
         *,
         members: Sequence[str] = (),
+        node_list_database: str = "",
+        member_passwords: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.databases = list(dict.fromkeys(database_names))
@@ -104,6 +116,10 @@ class ReplicationManager:
         # accounts that must be members of the databases on every node: CouchDB 3 creates
         # databases admin-only and replication does not copy `_security` (docs/operations.md)
         self._members = list(members)
+        # their passwords, when known: a node whose disk was lost gets their accounts back
+        self._member_passwords = dict(member_passwords or {})
+        # where the deployment's replicated node list lives (node_list.py); "" = the nodes given
+        self._node_list_database = node_list_database
         # how the other nodes reach a node, when that differs from how this process reaches it
         # (a private network between the nodes, a tunnel); without credentials
         self._peer_urls = {clean_url(url): clean_url(peer) for url, peer in (peer_urls or {}).items()}
@@ -148,12 +164,20 @@ class ReplicationManager:
             return self._ensure_cluster_databases(nodes)
         failures: list[str] = []
         ready: list[MeshNode] = []
+        created: dict[str, list[str]] = {}
         for node in nodes:
             try:
-                self._prepare_node(node)
+                created[node.url] = self._prepare_node(node)
                 ready.append(node)
             except CouchError as exc:
                 failures.append(f"{node.url}: {self._describe(exc)}")
+        for node in ready:
+            if created[node.url]:
+                self._refill_design_docs(node, created[node.url], ready, created)
+            try:
+                self._refill_databases(node, nodes, ready)
+            except CouchError as exc:
+                failures.append(f"{node.url}: refill: {self._describe(exc)}")
         ids: list[str] = []
         for host in nodes:
             targets = [target for target in nodes if target is not host]
@@ -194,15 +218,94 @@ class ReplicationManager:
                 failures.append(f"{door.url}: {self._describe(exc)}")
         raise ReplicationError("no door of the cluster took the databases: " + "; ".join(failures))
 
-    def _prepare_node(self, node: MeshNode) -> None:
+    def _prepare_node(self, node: MeshNode) -> list[str]:
         """The replicator database and the application's databases on `node`, each with the
-        request account as a member (each node keeps its own `_security`)."""
+        request account as a member (each node keeps its own `_security`); returns the
+        application databases that did not exist (a new node, or one restarted empty)."""
         node.client.database(REPLICATOR_DB).ensure_exists()
+        self._protect_replicator(node)
+        for name in self._members:
+            if name in self._member_passwords:
+                self._ensure_account(node, name, self._member_passwords[name])
+        created: list[str] = []
         for db in self.databases:
             database = node.client.database(db)
-            database.ensure_exists()
+            if database.ensure_exists():
+                created.append(db)
+                log.info("database created on a node that lacked it", extra={"node": node.url, "db": db})
             if self._members:
                 ensure_members(database, self._members)
+        return created
+
+    def _ensure_account(self, node: MeshNode, name: str, password: str) -> None:
+        """The CouchDB account `name` in the node's `_users`, created when missing (a node that
+        came back empty lost it); an existing one is never changed."""
+        users = node.client.database(USERS_DB)
+        doc_id = f"org.couchdb.user:{name}"
+        if users.get_or_none(doc_id) is not None:
+            return
+        try:
+            users.put({"_id": doc_id, "name": name, "password": password, "roles": [], "type": "user"})
+        except DocumentConflict:
+            return  # another app process created it at the same moment
+        log.warning("CouchDB account created on a node lacking it", extra={"node": node.url, "user": name})
+
+    def _protect_replicator(self, node: MeshNode) -> None:
+        """Job documents carry the set-up account's credentials: on CouchDB 3 make sure only
+        server admins can read `_replicator` (an empty `members` would open it to every user).
+        pouchdb-server (no scheduler) is a loopback-only admin party: left alone."""
+        if self._states.records_state_in_documents(node.client):
+            return
+        path = f"{REPLICATOR_DB}/_security"
+        security = node.client.request("GET", path) or {}
+        members = security.get("members") or {}
+        if members.get("names") or members.get("roles"):
+            return
+        security["members"] = {"names": [], "roles": ["_admin"]}
+        security.setdefault("admins", {"names": [], "roles": []})
+        node.client.request("PUT", path, body=security)
+        log.warning("_replicator was readable by every user; made admin-only", extra={"node": node.url})
+
+    def _refill_design_docs(
+        self,
+        node: MeshNode,
+        databases: Sequence[str],
+        ready: Sequence[MeshNode],
+        created: Mapping[str, list[str]],
+    ) -> None:
+        """Copy the design documents of `databases` (just created on `node`) from a node that
+        already had them, with their revision history: the views exist before replication
+        delivers the rest, and replication then finds the same revisions (no conflict)."""
+        for db in databases:
+            peers = [peer for peer in ready if peer is not node and db not in created.get(peer.url, [])]
+            for peer in peers:
+                try:
+                    ids = [row["id"] for row in _design_rows(peer.client, db, include_docs=False)]
+                    docs = [peer.client.database(db).get(doc_id, revs=True) for doc_id in ids]
+                    if docs:
+                        node.client.database(db).bulk_docs(docs, new_edits=False)
+                    log.info("design documents copied", extra={"node": node.url, "db": db, "docs": len(docs)})
+                    break
+                except CouchError as exc:
+                    reason = self._describe(exc)
+                    log.warning("design documents of %s not copied from %s: %s", db, peer.url, reason)
+
+    def _refill_databases(self, node: MeshNode, nodes: Sequence[MeshNode], ready: Sequence[MeshNode]) -> None:
+        """Pull everything the other nodes hold into the databases of `node` not filled yet
+        (new, or recreated after a lost disk): see refill.py."""
+        peers = [peer for peer in ready if peer is not node]
+        complete = len(peers) == len(nodes) - 1
+        for db in self.databases:
+            if is_filled(node, db):
+                continue
+            jobs = [refill_job(db, peer, node, self._peer_urls.get(peer.url)) for peer in peers]
+            refill(node, db, peers, complete, jobs, self._write_one_job)
+
+    def _write_one_job(self, host: MeshNode, job: dict[str, Any]) -> dict[str, Any]:
+        """Write one job document the way the server needs (server_differences D13)."""
+        if writes_jobs_one_at_a_time(self._states.records_state_in_documents(host.client)):
+            return self._write_job_and_wait(host, job)
+        return host.client.database(REPLICATOR_DB).bulk_docs([job])[0]
 
     def _job_doc(self, database: str, source: MeshNode, target: MeshNode) -> dict[str, Any]:
         return job_doc(database, source, target, self.continuous, self._peer_urls.get(target.url))
@@ -255,7 +358,10 @@ class ReplicationManager:
             return [f"{host.url}: {self._describe(exc)}"]
         failures = []
         for result in results:
-            if result.get("error"):
+            if result.get("error") == "conflict":
+                # another app process wrote this job at the same moment (every process repairs)
+                log.info("replication job written concurrently", extra={"job": result.get("id")})
+            elif result.get("error"):
                 hint = ""
                 if result.get("error") == "forbidden":
                     hint = RUNNING_JOB_REFUSED_HINT
@@ -311,6 +417,123 @@ class ReplicationManager:
         deleted = sum(1 for result in results if not result.get("error"))
         log.info("replication jobs deleted", extra={"node": node.url, "jobs": deleted})
         return deleted
+
+    # the deployment's node list ---------------------------------------------------------------
+    def repair(self) -> list[str]:
+        """One round of the production supervisor: adopt the replicated node list (seed it from
+        the configured nodes when no node holds one), then `ensure_mesh`. Idempotent, so every
+        app process may run it; raises ReplicationError when some node could not be repaired."""
+        found = self.adopt_node_list()
+        if found is not None and found.paused:
+            return []  # an operator tore replication down: left down until the next set-up
+        try:
+            ids = self.ensure_mesh()
+        finally:
+            if found is None and self._node_list_database:
+                self.record_node_list(self.node_urls, 1)
+        if found is not None:
+            self._delete_strays(ids, found.version)
+        return ids
+
+    def _delete_strays(self, wanted: Sequence[str], version: int) -> int:
+        """Delete this deployment's mesh jobs that name a node no longer in the list: a round
+        that read the list just before `nodes remove` recorded it may have written one after
+        the command deleted it. Only while the list is still the one this round used (a newer
+        one may add the node those jobs name), and only where the server stops a deleted job
+        cleanly: pouchdb-server exits (D12), so there they are reported, not deleted."""
+        if not self._node_list_database:
+            return 0
+        latest = read_node_list(self._snapshot(), self._node_list_database)
+        if latest is None or latest.version != version:
+            return 0
+        keep = set(wanted)
+        removed = 0
+        for node in self._snapshot():
+            try:
+                strays = [job for job in self._own_job_ids(node) if job not in keep]
+                if not strays:
+                    continue
+                extra = {"node": node.url, "jobs": len(strays)}
+                if self._states.records_state_in_documents(node.client):
+                    log.warning("stray replication jobs left (pouchdb-server exits on deletion)", extra=extra)
+                    continue
+                removed += self._delete_jobs(node, strays)
+                log.warning("stray replication jobs deleted", extra=extra)
+            except CouchError as exc:
+                log.info("stray jobs on %s not checked: %s", node.url, self._describe(exc))
+        return removed
+
+    def adopt_node_list(self) -> NodeList | None:
+        """Read the replicated node list and make it this manager's nodes; None (nothing
+        changed) when no node holds one, or no list database is configured."""
+        if not self._node_list_database:
+            return None
+        found = read_node_list(self._snapshot(), self._node_list_database)
+        if found is not None:
+            self.set_nodes(found.urls)
+        return found
+
+    def set_paused(self, paused: bool) -> bool:
+        """Record (or clear) an operator's teardown in the node list, so that every process's
+        supervisor leaves the mesh down (or sets it up again); False when nothing changed."""
+        if not self._node_list_database:
+            return False
+        current = self.node_list()
+        if current.paused == paused:
+            return False
+        self.record_node_list(current.urls, current.version + 1, paused=paused)
+        return True
+
+    def record_node_list(self, urls: Sequence[str], version: int, paused: bool = False) -> int:
+        """Store `urls` as the deployment's node list `version` on every node that answers."""
+        if not self._node_list_database:
+            raise ReplicationError("no node-list database configured")
+        nodes = self._snapshot()
+        known = {node.url for node in nodes}
+        extra = [self._new_node(url) for url in urls if clean_url(url) not in known]
+        try:
+            written = write_node_list([*nodes, *extra], self._node_list_database, urls, version, paused)
+        finally:
+            for node in extra:
+                node.client.close()
+        if not written:
+            raise ReplicationError("no node took the node list")
+        log.info("node list recorded", extra={"version": version, "nodes": len(urls), "copies": written})
+        return written
+
+    def node_list(self) -> NodeList:
+        """The deployment's node list: the replicated one, else the configured nodes (version 0)."""
+        found = None
+        if self._node_list_database:
+            found = read_node_list(self._snapshot(), self._node_list_database)
+        return found or NodeList(tuple(self.node_urls), 0)
+
+    def set_nodes(self, urls: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Make `urls` the mesh's nodes, in that order (no job is written or deleted here);
+        returns the URLs added and dropped."""
+        wanted = list(dict.fromkeys(clean_url(url) for url in urls))
+        if not wanted:
+            raise InvalidInput("a node list needs at least one node")
+        with self._lock:
+            current = {node.url: node for node in self._nodes}
+            if list(current) == wanted:
+                return [], []
+            added = [url for url in wanted if url not in current]
+            dropped = [node for url, node in current.items() if url not in wanted]
+            fresh = {url: self._new_node(url) for url in added}
+            self._nodes = [current.get(url) or fresh[url] for url in wanted]
+            self._clustered = None  # the topology is asked again for the new set
+        for node in dropped:
+            self._lags.forget(node.url)
+            node.client.close()
+        if added or dropped:
+            log.warning(
+                "replication nodes changed", extra={"added": added, "dropped": [n.url for n in dropped]}
+            )
+        return added, [node.url for node in dropped]
+
+    def _new_node(self, url: str) -> MeshNode:
+        return MeshNode(url, self._user, self._password, self._timeout, self._transport)
 
     # membership -------------------------------------------------------------------------------
     def add_node(self, url: str, timeout: float = 60.0) -> NodeAdded:
@@ -416,7 +639,10 @@ class ReplicationManager:
         if source is None:
             return
         for db in self.databases:
-            ids = [row["id"] for row in _design_rows(source.client, db, include_docs=False)]
+            try:
+                ids = [row["id"] for row in _design_rows(source.client, db, include_docs=False)]
+            except DocumentNotFound:
+                continue  # not created there yet either (a deployment no app process started)
             docs = [source.client.database(db).get(doc_id, revs=True) for doc_id in ids]
             node.client.database(db).bulk_docs(docs, new_edits=False)
 
