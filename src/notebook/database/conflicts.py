@@ -127,9 +127,7 @@ class ConflictStore:
         results = self.db.bulk_docs(docs + flagged)
         return not any(r.get("error") for r in results)
 
-    def _settle_claim(
-        self, doc_id: str, leaves: list[Leaf]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _settle_claim(self, doc_id: str, leaves: list[Leaf]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The settled claim of an address registered on both sides of a partition: the
         earliest claim's, naming the accounts it displaced (so that they can still sign in),
         and those accounts' documents flagged `email_conflict` where they are here already
@@ -165,6 +163,8 @@ def refresh_family_to_revoke(leaves: list[Leaf]) -> str | None:
     if len(docs) < 2 or not any(doc.get("used") for doc in docs):
         return None
     return str(docs[0]["family"])
+
+
 def _keep_ended_sessions(body: dict[str, Any], leaves: list[dict[str, Any]]) -> None:
     """A session ended on any node stays ended, and a deleted account stays deleted, whichever
     leaf of a user document wins."""
