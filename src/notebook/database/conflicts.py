@@ -103,7 +103,7 @@ class ConflictStore:
     def settle_by_rule(self, doc_id: str) -> bool:
         """Settle a non-note document: refresh tokens keep every used/revoked flag; an e-mail
         claim goes to the earliest claim, and the accounts it displaces are flagged; other
-        documents keep the last written leaf (updated_at, then CouchDB's own order)."""
+        documents keep the last written leaf (by clock stamp, see `_last_written`)."""
         leaves = self.leaves(doc_id)
         if len(leaves) < 2:
             return False
@@ -112,7 +112,7 @@ class ConflictStore:
         if winner.doc.get("type") == "email_claim":
             body, flagged = self._settle_claim(doc_id, leaves)
         else:
-            chosen = max(leaves, key=lambda leaf: (str(leaf.doc.get("updated_at", "")), rev_order(leaf.rev)))
+            chosen = max(leaves, key=_last_written)
             body = {k: v for k, v in chosen.doc.items() if k != "_revisions"}
         if body.get("type") == "refresh_token":
             body["used"] = any(leaf.doc.get("used") for leaf in leaves)
@@ -150,6 +150,12 @@ class ConflictStore:
             extra={"event": "email_conflict", "user_id": ids[0], "displaced": displaced},
         )
         return body, flagged
+
+
+def _last_written(leaf: Leaf) -> tuple[str, str, tuple[int, str]]:
+    """Latest first by clock stamp (core/hlc.py; leaves written before stamps count as older),
+    then `updated_at`, then CouchDB's own order."""
+    return (str(leaf.doc.get("hlc") or ""), str(leaf.doc.get("updated_at") or ""), rev_order(leaf.rev))
 
 
 def refresh_family_to_revoke(leaves: list[Leaf]) -> str | None:

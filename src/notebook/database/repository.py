@@ -133,8 +133,13 @@ class UserRepository:
     def add(self, user: User) -> None:
         """Store a new user; raise EmailTaken if another account has this address."""
         self._claim(user, user.email)
-        doc = _user_to_doc(user)
-        user.version = self.db.put(doc)
+        user.version = self.db.put(self._stamped(_user_to_doc(user)))
+
+    def _stamped(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A clock stamp on the write: of two leaves that nodes wrote apart, the settlement
+        keeps the later one (conflicts.ConflictStore.settle_by_rule)."""
+        doc["hlc"] = self.clock.now()
+        return doc
 
     def get(self, user_id: str) -> User:
         doc = self.db.get_or_none(user_id) if user_id.startswith("user:") else None
@@ -159,7 +164,7 @@ class UserRepository:
             user = self.get(user_id)
             apply(user)
             try:
-                user.version = self.db.put(_user_to_doc(user))
+                user.version = self.db.put(self._stamped(_user_to_doc(user)))
             except DocumentConflict:
                 continue
             return user
@@ -176,7 +181,7 @@ class UserRepository:
         current = self.db.get_or_none(user.id)
         if current is not None:
             stub["_rev"] = current["_rev"]
-        self.db.put(stub)
+        self.db.put(self._stamped(stub))
         self._release(user.id, user.email)
 
     def _release(self, user_id: str, email: str) -> None:
@@ -238,7 +243,7 @@ class UserRepository:
             user = self.get(user_id)
             user.is_admin = is_admin
             try:
-                user.version = self.db.put(_user_to_doc(user))
+                user.version = self.db.put(self._stamped(_user_to_doc(user)))
             except DocumentConflict:
                 continue
             return user
@@ -362,10 +367,12 @@ def _membership_from_doc(doc: dict[str, Any]) -> Membership:
 
 
 class MembershipRepository:
-    """Who may open a notebook besides its owner: one document per (notebook, user)."""
+    """Who may open a notebook besides its owner: one document per (notebook, user). A pair
+    given a role on two nodes apart keeps the later one (by clock stamp) when they heal."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
 
     def put(self, membership: Membership) -> None:
         """Create the membership, or change the role of an existing one."""
@@ -375,7 +382,7 @@ class MembershipRepository:
                 membership.version = current["_rev"]
                 membership.created_at = current["created_at"]
             try:
-                membership.version = self.db.put(_membership_to_doc(membership))
+                membership.version = self.db.put({**_membership_to_doc(membership), "hlc": self.clock.now()})
                 return
             except DocumentConflict:
                 continue
@@ -482,11 +489,15 @@ def result_for(results: Sequence[dict[str, Any]], doc_id: str) -> dict[str, Any]
 
 
 class NotebookRepository:
-    def __init__(self, db: Database) -> None:
+    """Notebooks; each write carries a clock stamp, so that of two edits made on nodes apart
+    the later one is kept when they heal."""
+
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
 
     def add(self, notebook: Notebook) -> None:
-        doc = _notebook_to_doc(notebook)
+        doc = {**_notebook_to_doc(notebook), "hlc": self.clock.now()}
         notebook.version = self.db.put(doc)
 
     def get(self, notebook_id: str) -> Notebook | None:
@@ -546,7 +557,7 @@ class NotebookRepository:
     def update(self, notebook: Notebook) -> None:
         """Write changes made to `notebook`; its `version` must still be current."""
         try:
-            notebook.version = self.db.put(_notebook_to_doc(notebook))
+            notebook.version = self.db.put({**_notebook_to_doc(notebook), "hlc": self.clock.now()})
         except DocumentConflict:
             current = _current_rev(self.db, notebook.id)
             raise VersionConflict("the notebook was changed by someone else", current) from None
