@@ -51,6 +51,16 @@ def edit(cluster: PartitionableCluster, node: int, token: str, note: dict, conte
     )["updateNote"]
 
 
+def read_cost(cluster: PartitionableCluster, token: str, note_id: str) -> int:
+    """Database requests node A's app makes to answer note(id) { id content version }."""
+    counter = cluster.apps[0].extensions["notebook"].couch.requests
+    query = "query($id: ID!) { note(id: $id) { id content version } }"
+    cluster.gql[0].data(query, {"id": note_id}, token)  # caches and views warm
+    before = counter.total
+    cluster.gql[0].data(query, {"id": note_id}, token)
+    return int(counter.total - before)
+
+
 def listed(cluster: PartitionableCluster, node: int, token: str, note_id: str) -> dict[str, Any]:
     """The note as the listing and the search show it."""
     found = {}
@@ -149,6 +159,18 @@ def test_the_later_write_stays_visible_after_unmergeable_edits_on_two_nodes(
             CONVERGE_SECONDS,
             "the replaced versions in the note's revisions",
         )
+
+    # only a conflicted note pays for the rule: one request more (its other leaves) each time it
+    # is read, and note(id) reads it twice (the permission check, then the answer)
+    plain = cluster.gql[0].data(
+        'mutation { createNote(input: {title: "Plain", content: "no conflict"}) { id } }', token=token
+    )["createNote"]["id"]
+    costs = {
+        name: read_cost(cluster, token, note_id)
+        for name, note_id in (("plain", plain), ("conflicted", note["id"]))
+    }
+    print({"note_query_requests": costs})
+    assert costs["conflicted"] == costs["plain"] + 2, costs
 
     # the version shown is the one to edit: the write extends B's leaf, A's stays in conflicts
     final = B1.replace("Closing paragraph.", "Closing paragraph, edited after the heal.")
