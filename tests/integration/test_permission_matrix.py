@@ -183,6 +183,16 @@ CASES = [
         account=True,
     ),
     Case(
+        # only an account displaced from its address by a partition has one to confirm
+        # (test_partitioned_registration.py); every other caller is told so
+        "Mutation.confirmNewEmail",
+        'mutation { confirmNewEmail(email: "moved@example.com") { id } }',
+        lambda s: {},
+        _outcomes("BAD_USER_INPUT", "BAD_USER_INPUT", "BAD_USER_INPUT", "BAD_USER_INPUT", "UNAUTHENTICATED"),
+        _field("confirmNewEmail"),
+        account=True,
+    ),
+    Case(
         "Mutation.deleteAccount",
         "mutation($p: String!) { deleteAccount(password: $p) }",
         lambda s: {"p": s.password},

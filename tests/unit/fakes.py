@@ -57,7 +57,31 @@ class FakeUserRepository:
         return found
 
     def get_by_email(self, email: str) -> User | None:
-        return next((copy.deepcopy(u) for u in self.users.values() if u.email == email), None)
+        found = self.login_candidates(email)
+        return found[0] if found else None
+
+    def add_across_partition(self, user: User) -> None:
+        """Store a user as the other side of a partition would: without seeing this address's claim."""
+        user.version = _next_version(None)
+        self.users[user.id] = copy.deepcopy(user)
+
+    def login_candidates(self, email: str) -> list[User]:
+        """The accounts of this address, the earliest first; the later ones flagged."""
+        mine = (u for u in self.users.values() if u.email == email)
+        found = [copy.deepcopy(u) for u in sorted(mine, key=lambda u: (u.created_at, u.id))]
+        for user in found[1:]:
+            user.email_conflict = True
+        return found
+
+    def change_email(self, user_id: str, email: str) -> User:
+        if any(u.email == email for uid, u in self.users.items() if uid != user_id):
+            raise EmailTaken(email)
+
+        def apply(user: User) -> None:
+            user.email = email
+            user.email_conflict = False
+
+        return self.change(user_id, apply)
 
     def change(self, user_id: str, apply: Callable[[User], None]) -> User:
         user = self.get(user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -362,3 +363,49 @@ class TestRehash:
         new_hash = auth.users.get(user.id).password_hash
         assert new_hash != old_hash and "t=2" in new_hash
         assert auth.login("ada@example.com", PASSWORD).user.id == user.id
+
+
+class TestEmailRegisteredOnBothSidesOfAPartition:
+    """Two accounts with one address, as replication leaves them after a partition: the
+    earliest keeps the address, the other signs in with its own password and moves."""
+
+    @staticmethod
+    def _second_account(auth: AuthService, email: str, password: str) -> str:
+        first = auth.users.login_candidates(email)[0]
+        other = copy.deepcopy(first)
+        other.id = crypto_utils.new_id("user:")
+        other.created_at = "9999-01-01T00:00:00.000000Z"  # registered later
+        other.password_hash = auth.hashing.hash(password)
+        auth.users.add_across_partition(other)
+        return other.id
+
+    def test_each_person_signs_in_to_their_own_account(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD).user
+        second_id = self._second_account(auth, "ada@example.com", "the other password")
+        mine = auth.login("ada@example.com", PASSWORD)
+        assert mine.user.id == first.id and not mine.email_conflict
+        theirs = auth.login("ada@example.com", "the other password")
+        assert theirs.user.id == second_id and theirs.email_conflict
+        # the flag is kept on the account, so its tokens show it too
+        assert auth.authenticate(theirs.access_token).email_conflict
+        with pytest.raises(Unauthenticated):
+            auth.login("ada@example.com", "neither password")
+
+    def test_the_displaced_account_confirms_a_new_address(self, auth: AuthService) -> None:
+        first = auth.register("ada@example.com", PASSWORD).user
+        self._second_account(auth, "ada@example.com", "the other password")
+        theirs = auth.login("ada@example.com", "the other password")
+        actor = auth.authenticate(theirs.access_token)
+        with pytest.raises(InvalidInput) as taken:
+            auth.confirm_new_email(actor, "ada@example.com")
+        assert taken.value.extensions == {"field": "email"}
+        moved = auth.confirm_new_email(actor, "ada2@example.com")
+        assert moved.email == "ada2@example.com" and not moved.email_conflict
+        assert auth.login("ada2@example.com", "the other password").user.id == moved.id
+        assert auth.login("ada@example.com", PASSWORD).user.id == first.id
+
+    def test_an_account_that_holds_its_address_has_nothing_to_confirm(self, auth: AuthService) -> None:
+        result = auth.register("ada@example.com", PASSWORD)
+        with pytest.raises(InvalidInput):
+            auth.confirm_new_email(auth.authenticate(result.access_token), "new@example.com")
+        assert auth.users.get(result.user.id).email == "ada@example.com"

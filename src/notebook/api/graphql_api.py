@@ -305,6 +305,12 @@ def resolve_change_password(
     )
 
 
+@mutation.field("confirmNewEmail")
+def resolve_confirm_new_email(_: Any, info: GraphQLResolveInfo, email: str) -> User:
+    context = ctx(info)
+    return context.services.auth.confirm_new_email(context.user, email)
+
+
 @mutation.field("logoutEverywhere")
 def resolve_logout_everywhere(_: Any, info: GraphQLResolveInfo) -> bool:
     context = ctx(info)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from notebook.core import hlc
 from notebook.core.errors import InvalidInput
 
 USER_PREFIX = "user:"
@@ -52,6 +55,10 @@ class User:
     # login sessions (refresh-token families) ended one by one -> when; kept as long as an
     # access token of theirs could still be valid
     ended_sessions: dict[str, float] = field(default_factory=dict)
+    # another account registered the same address on another node during a partition and
+    # keeps it (docs/replication.md, "Uniqueness across partitions"): this one must confirm a
+    # new address; until then `email` is the address it registered with, no longer its own
+    email_conflict: bool = False
 
 
 def role_at_least(role: str | None, minimum: str) -> bool:
@@ -108,10 +115,45 @@ class Note:
     trashed_at: str | None = None
     version: str | None = None
     conflict_versions: list[str] = field(default_factory=list)
+    # hybrid-logical-clock stamp of the write that made this version (core/hlc.py): of
+    # concurrent versions that cannot be merged, the note shows the one with the latest stamp
+    hlc: str = ""
 
     @property
     def trashed(self) -> bool:
         return self.trashed_at is not None
+
+
+def _rev_order(version: str | None) -> tuple[int, str]:
+    generation, _, rev_hash = (version or "").partition("-")
+    return (int(generation) if generation.isdigit() else 0, rev_hash)
+
+
+def visible_version(versions: Sequence[Note]) -> Note:
+    """The version a conflicted note shows: the latest write by hybrid logical clock (versions
+    written before stamps existed count as older), then by `updated_at`, then CouchDB's own
+    order, so every node and every process shows the same one."""
+    return max(versions, key=lambda note: (note.hlc, note.updated_at, _rev_order(note.version)))
+
+
+def email_claim_id(email: str) -> str:
+    """The one document per e-mail address that says which account holds it."""
+    return "email:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+def claim_order(stamp: str | None, created_at: str, user_id: str) -> tuple[int, int, str, str]:
+    """Order of competing claims of one address: the earliest keeps it. By the claim's clock
+    stamp (its wall time, then counter), else its creation time; the account id breaks ties,
+    so every node picks the same holder."""
+    parsed = hlc.parse(stamp or "")
+    if parsed is not None:
+        return (parsed[0], parsed[1], parsed[2], user_id)
+    try:
+        moment = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        millis = int(moment.timestamp() * 1000)
+    except (TypeError, ValueError):
+        millis = 0
+    return (millis, 0, "", user_id)
 
 
 @dataclass(frozen=True)

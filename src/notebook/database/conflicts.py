@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from notebook.core.domain import email_claim_id
 from notebook.database.couch import BadRequest, Database
 from notebook.database.couch.server_differences import CHANGES_START
 from notebook.database.design_docs import NOTES_DESIGN, USERS_DESIGN
+from notebook.database.repository import claimants
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +114,19 @@ class ConflictStore:
         return leaves
 
     def settle_by_rule(self, doc_id: str) -> bool:
-        """Settle a non-note document: refresh tokens keep every used/revoked flag; other
-        documents keep the last written leaf (updated_at, then CouchDB's own order)."""
+        """Settle a non-note document: refresh tokens keep every used/revoked flag; an e-mail
+        claim goes to the earliest claim, and the accounts it displaces are flagged; other
+        documents keep the last written leaf (by clock stamp, see `_last_written`)."""
         leaves = self.leaves(doc_id)
         if len(leaves) < 2:
             return False
         winner, losers = leaves[0], leaves[1:]
-        chosen = max(leaves, key=lambda leaf: (str(leaf.doc.get("updated_at", "")), rev_order(leaf.rev)))
-        body = {k: v for k, v in chosen.doc.items() if k != "_revisions"}
+        flagged: list[dict[str, Any]] = []
+        if winner.doc.get("type") == "email_claim":
+            body, flagged = self._settle_claim(doc_id, leaves)
+        else:
+            chosen = max(leaves, key=_last_written)
+            body = {k: v for k, v in chosen.doc.items() if k != "_revisions"}
         if body.get("type") == "refresh_token":
             body["used"] = any(leaf.doc.get("used") for leaf in leaves)
             body["revoked"] = any(leaf.doc.get("revoked") for leaf in leaves)
@@ -130,8 +137,39 @@ class ConflictStore:
         same_as_winner = {k: v for k, v in winner.doc.items() if k != "_revisions"} == body
         if not same_as_winner:
             docs.insert(0, body)
-        results = self.db.bulk_docs(docs, write_id=resolution_write_id(doc_id, [leaf.rev for leaf in leaves]))
+        write_id = resolution_write_id(doc_id, [leaf.rev for leaf in leaves])
+        results = self.db.bulk_docs(docs + flagged, write_id=write_id)
         return not any(r.get("error") for r in results)
+
+    def _settle_claim(self, doc_id: str, leaves: list[Leaf]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The settled claim of an address registered on both sides of a partition: the
+        earliest claim's, naming the accounts it displaced (so that they can still sign in),
+        and those accounts' documents flagged `email_conflict` where they are here already
+        (sign-in flags the others)."""
+        ids = claimants([leaf.doc for leaf in leaves])
+        holder = next(leaf for leaf in leaves if leaf.doc.get("user_id") == ids[0])
+        body = {k: v for k, v in holder.doc.items() if k != "_revisions"}
+        displaced = ids[1:]
+        body["displaced"] = displaced
+        flagged = []
+        for user in self.db.get_many(displaced).values():
+            if user.get("type") != "user" or user.get("email_conflict"):
+                continue
+            if email_claim_id(str(user.get("email", ""))) == doc_id:
+                flagged.append({**user, "email_conflict": True})
+        # the account ids only: the address is personal data, and the claim id names it
+        log.warning(
+            "an e-mail address was registered on two nodes during a partition; the earliest "
+            "account keeps it, the others must confirm a new address",
+            extra={"event": "email_conflict", "user_id": ids[0], "displaced": displaced},
+        )
+        return body, flagged
+
+
+def _last_written(leaf: Leaf) -> tuple[str, str, tuple[int, str]]:
+    """Latest first by clock stamp (core/hlc.py; leaves written before stamps count as older),
+    then `updated_at`, then CouchDB's own order."""
+    return (str(leaf.doc.get("hlc") or ""), str(leaf.doc.get("updated_at") or ""), rev_order(leaf.rev))
 
 
 def refresh_family_to_revoke(leaves: list[Leaf]) -> str | None:

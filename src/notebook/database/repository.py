@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,9 +17,13 @@ from notebook.core.domain import (
     RefreshToken,
     TagCount,
     User,
+    claim_order,
+    email_claim_id,
     membership_id,
+    visible_version,
 )
 from notebook.core.errors import EmailTaken, NotFound, VersionConflict
+from notebook.core.hlc import HybridClock, process_clock
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.conflicts import resolution_write_id
@@ -44,6 +47,8 @@ def _user_to_doc(user: User) -> dict[str, Any]:
         "session_epoch": user.session_epoch,
         "ended_sessions": dict(user.ended_sessions),
     }
+    if user.email_conflict:
+        doc["email_conflict"] = True
     if user.version:
         doc["_rev"] = user.version
     return doc
@@ -61,6 +66,7 @@ def _user_from_doc(doc: dict[str, Any]) -> User:
         version=doc.get("_rev"),
         session_epoch=int(doc.get("session_epoch") or 0),
         ended_sessions=dict(doc.get("ended_sessions") or {}),
+        email_conflict=bool(doc.get("email_conflict")),
     )
 
 
@@ -73,25 +79,68 @@ def _deleted_user_from_doc(doc: dict[str, Any]) -> User:
     return User(id=doc["_id"], email="", display_name=DELETED_USER_NAME, created_at=doc["created_at"])
 
 
-def _email_claim_id(email: str) -> str:
-    return "email:" + hashlib.sha256(email.encode()).hexdigest()
+def claimants(leaves: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The accounts that claimed one address, from the live leaves of its claim document: the
+    holder first (the earliest claim, core/domain.claim_order), then every account a claim
+    displaced, here or in an earlier settlement (`displaced`), in claim order."""
+    claims = sorted(
+        (doc for doc in leaves if doc.get("user_id")),
+        key=lambda doc: claim_order(doc.get("hlc"), str(doc.get("created_at") or ""), str(doc["user_id"])),
+    )
+    ids = [str(doc["user_id"]) for doc in claims]
+    for doc in claims:
+        ids += [str(uid) for uid in doc.get("displaced") or []]
+    return list(dict.fromkeys(ids))
+
+
+def _claim_leaves(db: Database, email: str) -> list[dict[str, Any]]:
+    """Every live leaf of an address's claim: one request, two when replication left competing
+    claims (registrations on both sides of a partition)."""
+    claim = db.get_or_none(email_claim_id(email), conflicts=True)
+    if claim is None:
+        return []
+    others = claim.pop("_conflicts", None)
+    leaves = [claim]
+    if others:
+        leaves += [doc for doc in db.open_revs(claim["_id"], others) if not doc.get("_deleted")]
+    return leaves
 
 
 class UserRepository:
-    """Users, with e-mail uniqueness enforced by one claim document per address."""
+    """Users, with e-mail uniqueness enforced by one claim document per address.
 
-    def __init__(self, db: Database) -> None:
+    Two nodes cut apart can each accept a claim of the same address; when they heal, the
+    earliest claim keeps the address and the others are flagged (docs/replication.md,
+    "Uniqueness across partitions"). Reads apply that rule even before the conflict resolver
+    has settled the claim document."""
+
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
 
-    def add(self, user: User) -> None:
-        """Store a new user; raise EmailTaken if another account has this address."""
-        claim = {"_id": _email_claim_id(user.email), "type": "email_claim", "user_id": user.id}
+    def _claim(self, user: User, email: str) -> None:
+        claim = {
+            "_id": email_claim_id(email),
+            "type": "email_claim",
+            "user_id": user.id,
+            "created_at": user.created_at,
+            "hlc": self.clock.now(),
+        }
         try:
             self.db.put(claim)
         except DocumentConflict:
-            raise EmailTaken(user.email) from None
-        doc = _user_to_doc(user)
-        user.version = self.db.put(doc)
+            raise EmailTaken(email) from None
+
+    def add(self, user: User) -> None:
+        """Store a new user; raise EmailTaken if another account has this address."""
+        self._claim(user, user.email)
+        user.version = self.db.put(self._stamped(_user_to_doc(user)))
+
+    def _stamped(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A clock stamp on the write: of two leaves that nodes wrote apart, the settlement
+        keeps the later one (conflicts.ConflictStore.settle_by_rule)."""
+        doc["hlc"] = self.clock.now()
+        return doc
 
     def get(self, user_id: str) -> User:
         doc = self.db.get_or_none(user_id) if user_id.startswith("user:") else None
@@ -116,7 +165,7 @@ class UserRepository:
             user = self.get(user_id)
             apply(user)
             try:
-                user.version = self.db.put(_user_to_doc(user))
+                user.version = self.db.put(self._stamped(_user_to_doc(user)))
             except DocumentConflict:
                 continue
             return user
@@ -133,19 +182,61 @@ class UserRepository:
         current = self.db.get_or_none(user.id)
         if current is not None:
             stub["_rev"] = current["_rev"]
-        self.db.put(stub)
-        claim = self.db.get_or_none(_email_claim_id(user.email))
-        if claim is not None and claim.get("user_id") == user.id:
+        self.db.put(self._stamped(stub))
+        self._release(user.id, user.email)
+
+    def _release(self, user_id: str, email: str) -> None:
+        """Free an address if this account holds it (a displaced account does not)."""
+        claim = self.db.get_or_none(email_claim_id(email))
+        if claim is not None and claim.get("user_id") == user_id:
             self.db.bulk_docs([{"_id": claim["_id"], "_rev": claim["_rev"], "_deleted": True}])
 
     def get_by_email(self, email: str) -> User | None:
-        claim = self.db.get_or_none(_email_claim_id(email))
-        if claim is None:
+        """The account that holds the address (the earliest claim), if any."""
+        ids = claimants(_claim_leaves(self.db, email))
+        if not ids:
             return None
         try:
-            return self.get(claim["user_id"])
+            return self.get(ids[0])
         except NotFound:
             return None
+
+    def login_candidates(self, email: str) -> list[User]:
+        """The accounts registered with this address: its holder first, then any that a
+        partition let claim it too, flagged `email_conflict` (they sign in with their own
+        password and must confirm a new address). Accounts that have moved to another
+        address are left out. Two requests, as for one account, unless the claim is contested."""
+        ids = claimants(_claim_leaves(self.db, email))
+        if not ids:
+            return []
+        if len(ids) == 1:
+            try:
+                found = {ids[0]: self.get(ids[0])}
+            except NotFound:
+                return []
+        else:
+            found = {uid: user for uid, user in self.get_many(ids).items() if user.email == email}
+        users = [found[uid] for uid in ids if uid in found and found[uid].email == email]
+        for user in users:
+            if user.id != ids[0]:
+                user.email_conflict = True
+        return users
+
+    def change_email(self, user_id: str, email: str) -> User:
+        """Move an account to another address: claim the new one (EmailTaken if it is held),
+        then write the account, then free the old address if the account held it."""
+        user = self.get(user_id)
+        old = user.email
+        self._claim(user, email)
+
+        def apply(current: User) -> None:
+            current.email = email
+            current.email_conflict = False
+
+        changed = self.change(user_id, apply)
+        if old != email:
+            self._release(user_id, old)
+        return changed
 
     def set_admin(self, user_id: str, is_admin: bool) -> User:
         """Grant or revoke the admin flag (operators' scripts); retried if the user changes meanwhile."""
@@ -153,7 +244,7 @@ class UserRepository:
             user = self.get(user_id)
             user.is_admin = is_admin
             try:
-                user.version = self.db.put(_user_to_doc(user))
+                user.version = self.db.put(self._stamped(_user_to_doc(user)))
             except DocumentConflict:
                 continue
             return user
@@ -277,10 +368,12 @@ def _membership_from_doc(doc: dict[str, Any]) -> Membership:
 
 
 class MembershipRepository:
-    """Who may open a notebook besides its owner: one document per (notebook, user)."""
+    """Who may open a notebook besides its owner: one document per (notebook, user). A pair
+    given a role on two nodes apart keeps the later one (by clock stamp) when they heal."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
 
     def put(self, membership: Membership) -> None:
         """Create the membership, or change the role of an existing one."""
@@ -290,7 +383,7 @@ class MembershipRepository:
                 membership.version = current["_rev"]
                 membership.created_at = current["created_at"]
             try:
-                membership.version = self.db.put(_membership_to_doc(membership))
+                membership.version = self.db.put({**_membership_to_doc(membership), "hlc": self.clock.now()})
                 return
             except DocumentConflict:
                 continue
@@ -397,11 +490,15 @@ def result_for(results: Sequence[dict[str, Any]], doc_id: str) -> dict[str, Any]
 
 
 class NotebookRepository:
-    def __init__(self, db: Database) -> None:
+    """Notebooks; each write carries a clock stamp, so that of two edits made on nodes apart
+    the later one is kept when they heal."""
+
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
 
     def add(self, notebook: Notebook) -> None:
-        doc = _notebook_to_doc(notebook)
+        doc = {**_notebook_to_doc(notebook), "hlc": self.clock.now()}
         notebook.version = self.db.put(doc)
 
     def get(self, notebook_id: str) -> Notebook | None:
@@ -461,7 +558,7 @@ class NotebookRepository:
     def update(self, notebook: Notebook) -> None:
         """Write changes made to `notebook`; its `version` must still be current."""
         try:
-            notebook.version = self.db.put(_notebook_to_doc(notebook))
+            notebook.version = self.db.put({**_notebook_to_doc(notebook), "hlc": self.clock.now()})
         except DocumentConflict:
             current = _current_rev(self.db, notebook.id)
             raise VersionConflict("the notebook was changed by someone else", current) from None
@@ -523,6 +620,7 @@ def note_to_doc(note: Note) -> dict[str, Any]:
         "updated_by": note.updated_by,
         "title_key": title_sort_key(note.title),
         "tokens": note_tokens(note.title, note.content),
+        "hlc": note.hlc,
     }
     if note.version:
         doc["_rev"] = note.version
@@ -545,6 +643,7 @@ def note_from_doc(doc: dict[str, Any]) -> Note:
         trashed_at=doc.get("trashed_at"),
         version=doc.get("_rev"),
         conflict_versions=list(doc.get("_conflicts", [])),
+        hlc=str(doc.get("hlc") or ""),
     )
 
 
@@ -591,15 +690,47 @@ _SHARED_SORT_FIELD = {"UPDATED_DESC": 0, "UPDATED_ASC": 0, "CREATED_DESC": 1, "T
 
 
 class NoteRepository:
-    def __init__(self, db: Database) -> None:
+    """Notes and their revisions. Every note write carries a hybrid-logical-clock stamp
+    (`hlc`), and every read moves this process's clock past the stamps it sees; a note whose
+    leaves replication could not merge shows its latest stamped leaf (`_visible`)."""
+
+    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
         self.db = db
+        self.clock = clock or process_clock()
+
+    def _stamp(self, note: Note) -> None:
+        """A new stamp for a write replacing `note`'s version: later than the version it
+        replaces, and than anything this process has read or written."""
+        self.clock.observe(note.hlc)
+        note.hlc = self.clock.now()
+
+    def _visible(self, docs: Mapping[str, dict[str, Any]]) -> dict[str, Note]:
+        """Notes from their winning documents (read with conflicts=true). Only a conflicted
+        document costs more: one request for its other leaves, and the note is the leaf with
+        the latest stamp, not the one CouchDB's winner rule (by revision hash) picks; every
+        other leaf stays listed in `conflict_versions`."""
+        notes: dict[str, Note] = {}
+        for doc_id, doc in docs.items():
+            if doc.get("type") != "note":
+                continue
+            note = note_from_doc(doc)
+            self.clock.observe(note.hlc)
+            if note.conflict_versions:
+                leaves = [note] + self.get_versions(doc_id, note.conflict_versions)
+                note = visible_version(leaves)
+                note.conflict_versions = [leaf.version or "" for leaf in leaves if leaf is not note]
+            notes[doc_id] = note
+        return notes
 
     def add(self, note: Note) -> None:
+        self._stamp(note)
         doc = note_to_doc(note)
         note.version = self.db.put(doc)
 
     def add_many(self, notes: Sequence[Note]) -> list[str | None]:
         """Store new notes in one round trip; per note, None or the error."""
+        for note in notes:
+            self._stamp(note)
         docs = [note_to_doc(note) for note in notes]
         errors: list[str | None] = []
         results = self.db.bulk_docs(docs)
@@ -613,35 +744,42 @@ class NoteRepository:
         return errors
 
     def get(self, note_id: str) -> Note | None:
+        """The note as shown: its visible version, the other leaves in `conflict_versions`."""
         doc = self.db.get_or_none(note_id, conflicts=True)
-        if doc is None or doc.get("type") != "note":
+        if doc is None:
             return None
-        return note_from_doc(doc)
+        return self._visible({note_id: doc}).get(note_id)
 
     def get_many(self, note_ids: Iterable[str]) -> dict[str, Note]:
-        return {
-            doc_id: note_from_doc(doc)
-            for doc_id, doc in self.db.get_many(note_ids, conflicts=True).items()
-            if doc.get("type") == "note"
-        }
+        return self._visible(self.db.get_many(note_ids, conflicts=True))
 
     def get_versions(self, note_id: str, versions: Sequence[str]) -> list[Note]:
         """Specific versions of a note (conflict leaves), in one request."""
         if not versions:
             return []
-        return [note_from_doc(doc) for doc in self.db.open_revs(note_id, versions) if not doc.get("_deleted")]
+        docs = self.db.open_revs(note_id, versions)
+        found = [note_from_doc(doc) for doc in docs if not doc.get("_deleted")]
+        for note in found:
+            self.clock.observe(note.hlc)
+        return found
 
     def update(self, note: Note, revision: NoteRevision | None = None) -> None:
-        """Write changes made to `note` (its `version` must be current) together with the
-        revision that keeps the replaced version, in one round trip."""
+        """Write changes made to `note` (its `version` must be current: the visible leaf, or
+        any other leaf, which the write extends) together with the revision that keeps the
+        replaced version, in one round trip."""
+        self._stamp(note)
         doc = note_to_doc(note)
         docs = [doc] if revision is None else [doc, revision_to_doc(revision, note)]
         result = result_for(self.db.bulk_docs(docs), note.id)
         if result.get("error") == "conflict":
-            raise VersionConflict("the note was changed by someone else", _current_rev(self.db, note.id))
+            raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
         if result.get("error"):
             raise RuntimeError(f"write of {note.id} failed: {result['error']}")
         note.version = result["rev"]
+
+    def _visible_rev(self, note_id: str) -> str | None:
+        current = self.get(note_id)
+        return current.version if current else None
 
     def delete(self, note: Note) -> None:
         """Delete a note and every revision of it."""
@@ -649,13 +787,14 @@ class NoteRepository:
         docs = [{"_id": note.id, "_rev": note.version, "_deleted": True}]
         docs += _tombstones(self.db, [row["id"] for row in rows])
         if result_for(self.db.bulk_docs(docs), note.id).get("error") == "conflict":
-            raise VersionConflict("the note was changed by someone else", _current_rev(self.db, note.id))
+            raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
 
     def write_resolution(
         self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
     ) -> None:
         """Settle a conflict in one round trip: the winner, a deletion per losing leaf and the
         revisions keeping every replaced version. Raises VersionConflict if the winner moved on."""
+        self._stamp(note)
         doc = note_to_doc(note)
         doc.pop("_conflicts", None)
         docs = [doc]
@@ -744,7 +883,9 @@ class NoteRepository:
         if query.after:
             rows = [row for row in rows if row["key"][2:] != [sort_key, doc_id]]
         page_rows = rows[: query.first]
-        notes = [note_from_doc(row["doc"]) for row in page_rows]
+        visible = self._visible({row["id"]: row["doc"] for row in page_rows})
+        page_rows = [row for row in page_rows if row["id"] in visible]
+        notes = [visible[row["id"]] for row in page_rows]
         cursors = [encode_cursor(query.order, row["key"][2], row["id"]) for row in page_rows]
         return Page(notes, cursors, has_next_page=len(rows) > query.first)
 
@@ -771,11 +912,11 @@ class NoteRepository:
             shared = [(k, n) for k, n in shared if (k < cursor if descending else k > cursor)]
         merged = sorted(keyed + shared, key=lambda item: item[0], reverse=descending)
         page = merged[: query.first]
-        docs = self.db.get_many([key[1] for key, note in page if note is None], conflicts=True)
+        docs = self.get_many([key[1] for key, note in page if note is None])
         notes: list[Note] = []
         cursors: list[str] = []
         for (sort_key, doc_id), note in page:
-            found = note if note is not None else (note_from_doc(docs[doc_id]) if doc_id in docs else None)
+            found = note if note is not None else docs.get(doc_id)
             if found is not None:
                 notes.append(found)
                 cursors.append(encode_cursor(query.order, sort_key, doc_id))
@@ -828,8 +969,8 @@ class NoteRepository:
             cursor = decode_cursor(query.after, query.order)
             matches = [m for m in matches if (m < cursor if descending else m > cursor)]
         page = matches[: query.first]
-        docs = self.db.get_many((doc_id for _, doc_id in page), conflicts=True)
-        notes = [note_from_doc(docs[doc_id]) for _, doc_id in page if doc_id in docs]
+        docs = self.get_many(doc_id for _, doc_id in page)
+        notes = [docs[doc_id] for _, doc_id in page if doc_id in docs]
         cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
 

@@ -32,6 +32,11 @@ class AuthResult:
     expires_in: int
     user: User
 
+    @property
+    def email_conflict(self) -> bool:
+        """The account must confirm a new e-mail address (see `confirm_new_email`)."""
+        return self.user.email_conflict
+
 
 class AuthService:
     def __init__(
@@ -99,13 +104,54 @@ class AuthService:
         (one argon2 verification and one counted failure)."""
         key = str(email).strip().lower()
         self.limits.before_login(key, client_ip)
-        user = self.users.get_by_email(key) if isinstance(email, str) else None
-        if not self.hashing.verify(user.password_hash if user else None, str(password)) or not user:
+        user = self._verified(key, str(password)) if isinstance(email, str) else None
+        if user is None:
             self.limits.login_failed(key, client_ip)
             security_log.info("login failed", extra={"event": "login_failed", "client_ip": client_ip})
             raise Unauthenticated("wrong email or password")
+        if user.email_conflict:
+            user = self._flag_email_conflict(user)
         user = self._rehash_if_needed(user, str(password))
         return self._issue(user, family=crypto_utils.random_token())
+
+    def _verified(self, email: str, password: str) -> User | None:
+        """The account of this address whose password this is. Usually one candidate and one
+        argon2 verification (a dummy one when there is none); an address that a partition let
+        two accounts register has one candidate more per account (docs/replication.md)."""
+        candidates = self.users.login_candidates(email)
+        for candidate in candidates:
+            if self.hashing.verify(candidate.password_hash, password):
+                return candidate
+        if not candidates:
+            self.hashing.verify(None, password)
+        return None
+
+    def _flag_email_conflict(self, user: User) -> User:
+        """Keep the flag on the account, so its tokens and `me` show it until it is settled."""
+        security_log.warning(
+            "sign-in of an account whose e-mail address another account holds",
+            extra={"event": "email_conflict_login", "user_id": user.id},
+        )
+
+        def apply(current: User) -> None:
+            current.email_conflict = True
+
+        return self.users.change(user.id, apply)
+
+    def confirm_new_email(self, actor: User, email: str) -> User:
+        """Move an account flagged `email_conflict` to a new address of its own."""
+        if not actor.email_conflict:
+            raise InvalidInput("this account's e-mail address is its own; nothing to confirm", field="email")
+        email = validation.email(email)
+        try:
+            user = self.users.change_email(actor.id, email)
+        except EmailTaken:
+            raise InvalidInput("an account with this email already exists", field="email") from None
+        security_log.warning(
+            "an account displaced from its e-mail address confirmed a new one",
+            extra={"event": "email_conflict_settled", "user_id": user.id},
+        )
+        return user
 
     def refresh(self, refresh_token: str, client_ip: str = "") -> AuthResult:
         """Trade a refresh token for a new pair; a reused token revokes its whole family (on

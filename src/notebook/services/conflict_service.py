@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from notebook.core import validation
-from notebook.core.domain import METADATA_REASON, Note, NoteRevision, User, format_time, revision_id, utc_now
+from notebook.core.domain import (
+    METADATA_REASON,
+    Note,
+    NoteRevision,
+    User,
+    format_time,
+    revision_id,
+    utc_now,
+    visible_version,
+)
 from notebook.core.errors import InvalidInput, StorageError, VersionConflict
 from notebook.core.merge import NoteVersion, merge_versions
 
@@ -210,6 +219,8 @@ class ConflictResolver:
                     return False
                 merged = outcome.version
             result = apply_version(winner, merged)
+            # the merge is a write after every leaf: its clock stamp comes after all of theirs
+            result.hlc = max([winner.hlc] + [loser.hlc for loser, _ in losers])
             # every replaced version keeps its revision, including the winner's previous state;
             # one whose fields the result already has is kept but not listed (nothing was lost)
             kept = _fields(version_of(result))
@@ -256,8 +267,11 @@ class ConflictResolver:
         winner = by_version[leaves[0].rev]
         if keep_version is not None and keep_version not in by_version:
             raise InvalidInput("keepVersion is not one of the competing versions", field="keepVersion")
-        kept = by_version[keep_version] if keep_version is not None else winner
+        # merged fields without keepVersion go onto the version the person was shown
+        shown = visible_version(list(by_version.values()))
+        kept = by_version[keep_version] if keep_version is not None else shown
         result = apply_version(winner, version_of(kept))
+        result.hlc = max(leaf_note.hlc for leaf_note in by_version.values())
         if merged:
             validation.apply_note_input(result, merged)
         result.updated_at = utc_now()

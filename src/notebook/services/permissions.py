@@ -86,6 +86,7 @@ OPERATIONS: dict[str, Rule] = {
     "Mutation.logout": _PUBLIC,
     "Mutation.changePassword": _AUTHENTICATED,
     "Mutation.logoutEverywhere": _AUTHENTICATED,
+    "Mutation.confirmNewEmail": _AUTHENTICATED,  # its own account only
     "Mutation.deleteAccount": _AUTHENTICATED,
     "Mutation.createApiKey": _AUTHENTICATED,
     "Mutation.revokeApiKey": _AUTHENTICATED,
