@@ -328,7 +328,12 @@ class FakeNoteRepository:
             self.store.revisions[revision.id] = copy.deepcopy(revision)
 
     def write_resolution(
-        self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
+        self,
+        note: Note,
+        losing_versions: Sequence[str],
+        revisions: Sequence[NoteRevision],
+        *,
+        restamp: bool = True,
     ) -> None:
         """Store the winner and the revisions of the replaced versions; the losing leaves, which
         the fake does not keep, are gone with it."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from notebook.core.domain import Note, claim_order, visible_version
-from notebook.core.hlc import HybridClock, format_stamp, parse
+from notebook.core.hlc import HybridClock, format_stamp, parse, stamp_after
 from notebook.database.repository import claimants
 
 
@@ -148,3 +148,11 @@ def test_a_settled_claim_still_names_the_accounts_it_displaced() -> None:
     third = {"user_id": "user:third", "hlc": format_stamp(9, 0, "c")}
     found = claimants([third, settled])
     assert found[0] == "user:first" and sorted(found[1:]) == ["user:second", "user:third"]
+
+
+def test_the_stamp_of_a_merge_follows_its_leaves_and_is_the_same_everywhere() -> None:
+    leaf = format_stamp(1_000, 7, "a")
+    merged = stamp_after(leaf)
+    assert merged > leaf and merged == stamp_after(leaf)  # every node's resolver computes it alike
+    assert stamp_after(format_stamp(1_000, 99_999, "a")) == format_stamp(1_001, 0, "merge")
+    assert stamp_after("") == ""  # leaves written before stamps existed

@@ -3,7 +3,7 @@ their answers one revision id instead of a new conflict (the partition test saw 
 
 from __future__ import annotations
 
-from notebook.database.conflicts import resolution_write_id
+from notebook.database.couch import resolution_write_id
 
 
 def test_the_same_leaves_give_the_same_write_id_in_any_order() -> None:

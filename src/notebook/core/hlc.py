@@ -73,6 +73,18 @@ class HybridClock:
             self._millis, self._counter = self._millis + 1, 0
 
 
+def stamp_after(stamp: str) -> str:
+    """The stamp right after `stamp`, made by no process: what every node computes alike for a
+    write that follows given leaves (a conflict merge). "" stays "" (leaves without stamps)."""
+    parsed = parse(stamp)
+    if parsed is None:
+        return stamp
+    millis, counter, _ = parsed
+    if counter + 1 >= _COUNTER_LIMIT:
+        millis, counter = millis + 1, -1
+    return format_stamp(millis, counter + 1, "merge")
+
+
 _PROCESS_CLOCK = HybridClock()
 
 

@@ -12,14 +12,12 @@ Every write here is idempotent: a second resolver doing the same work gets a har
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from notebook.core.domain import email_claim_id
-from notebook.database.couch import BadRequest, Database
+from notebook.database.couch import BadRequest, Database, resolution_write_id
 from notebook.database.couch.server_differences import CHANGES_START
 from notebook.database.design_docs import NOTES_DESIGN, USERS_DESIGN
 from notebook.database.repository import claimants
@@ -50,17 +48,6 @@ def history_of(doc: dict[str, Any]) -> list[str]:
         return [doc["_rev"]]
     start = revisions["start"]
     return [f"{start - i}-{rev_id}" for i, rev_id in enumerate(revisions["ids"])]
-
-
-def resolution_write_id(doc_id: str, replaced_revs: Iterable[str]) -> str:
-    """The write id of settling `doc_id`'s leaves `replaced_revs`: the same on every node.
-
-    Resolvers on several nodes settle the same conflict at about the same time. Identical
-    bodies on identical parents get identical revision ids, so their answers replicate into one
-    revision; a fresh write id per resolver made every answer a new conflict, and the nodes
-    went on answering each other's answers (50 generations in one partition test)."""
-    key = "\n".join([doc_id, *sorted(replaced_revs)])
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class ConflictStore:

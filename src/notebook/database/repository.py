@@ -26,8 +26,7 @@ from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.hlc import HybridClock, process_clock
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
-from notebook.database.conflicts import resolution_write_id
-from notebook.database.couch import Database, DocumentConflict
+from notebook.database.couch import Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
 # the last possible key inside a view key range, in CouchDB collation
@@ -790,11 +789,22 @@ class NoteRepository:
             raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
 
     def write_resolution(
-        self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
+        self,
+        note: Note,
+        losing_versions: Sequence[str],
+        revisions: Sequence[NoteRevision],
+        *,
+        restamp: bool = True,
     ) -> None:
         """Settle a conflict in one round trip: the winner, a deletion per losing leaf and the
-        revisions keeping every replaced version. Raises VersionConflict if the winner moved on."""
-        self._stamp(note)
+        revisions keeping every replaced version. Raises VersionConflict if the winner moved on.
+
+        `restamp=False` keeps the stamp the caller gave: the resolver's, which every node's
+        resolver computes alike from the leaves, so that their answers are one revision."""
+        if restamp:
+            self._stamp(note)
+        else:
+            self.clock.observe(note.hlc)
         doc = note_to_doc(note)
         doc.pop("_conflicts", None)
         docs = [doc]

@@ -28,6 +28,7 @@ from notebook.core.domain import (
     visible_version,
 )
 from notebook.core.errors import InvalidInput, StorageError, VersionConflict
+from notebook.core.hlc import stamp_after
 from notebook.core.merge import NoteVersion, merge_versions
 
 # the one place a service sees stored documents: merging works on the revision leaves of one
@@ -219,8 +220,9 @@ class ConflictResolver:
                     return False
                 merged = outcome.version
             result = apply_version(winner, merged)
-            # the merge is a write after every leaf: its clock stamp comes after all of theirs
-            result.hlc = max([winner.hlc] + [loser.hlc for loser, _ in losers])
+            # the merge is a write after every leaf: its clock stamp comes after all of theirs,
+            # and is the same on every node (a fresh stamp would make each node's answer differ)
+            result.hlc = stamp_after(max([winner.hlc] + [loser.hlc for loser, _ in losers]))
             # every replaced version keeps its revision, including the winner's previous state;
             # one whose fields the result already has is kept but not listed (nothing was lost)
             kept = _fields(version_of(result))
@@ -228,7 +230,9 @@ class ConflictResolver:
             changed = kept != _fields(version_of(winner))
             revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE" if changed else METADATA_REASON))
             try:
-                self.notes.write_resolution(result, [leaf.rev for leaf in loser_leaves], revisions)
+                self.notes.write_resolution(
+                    result, [leaf.rev for leaf in loser_leaves], revisions, restamp=False
+                )
                 return True
             except VersionConflict:
                 # the winner moved on; the losers we deleted are merged into the new winner next

@@ -116,7 +116,12 @@ class ResolutionStore(NoteRevisionSource, Protocol):
     revisions that keep every replaced version, in one step."""
 
     def write_resolution(
-        self, note: Note, losing_versions: Sequence[str], revisions: Sequence[NoteRevision]
+        self,
+        note: Note,
+        losing_versions: Sequence[str],
+        revisions: Sequence[NoteRevision],
+        *,
+        restamp: bool = True,
     ) -> None: ...
 
 
