@@ -145,6 +145,7 @@ class UserRepository:
         doc = self.db.get_or_none(user_id) if user_id.startswith("user:") else None
         if doc is None or doc.get("type") != "user":
             raise NotFound("user not found")
+        self.clock.observe(doc.get("hlc"))  # a change written after this read is later than it
         return _user_from_doc(doc)
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
@@ -379,6 +380,7 @@ class MembershipRepository:
         for _ in range(5):
             current = self.db.get_or_none(membership.id)
             if current is not None and current.get("type") == "membership":
+                self.clock.observe(current.get("hlc"))
                 membership.version = current["_rev"]
                 membership.created_at = current["created_at"]
             try:
@@ -504,6 +506,7 @@ class NotebookRepository:
         doc = self.db.get_or_none(notebook_id)
         if doc is None or doc.get("type") != "notebook":
             return None
+        self.clock.observe(doc.get("hlc"))  # an update written after this read is later than it
         return _notebook_from_doc(doc)
 
     def get_many(self, notebook_ids: Iterable[str]) -> dict[str, Notebook]:
