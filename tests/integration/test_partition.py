@@ -11,18 +11,11 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from config.settings import load_config
-from notebook.api.app import create_app
-from notebook.database.couch import CouchDBClient
-from notebook.database.design_docs import database_names
-from notebook.database.replication import ReplicationManager
 from tests.conftest import GraphQL
-from tests.support.servers import NodeSet, start_nodes
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.cluster import PartitionableCluster, partitionable_cluster
 from tests.support.waiting import wait_for as wait_until
 
 PARAGRAPHS = "Intro paragraph.\n\nMiddle paragraph.\n\nClosing paragraph."
@@ -32,55 +25,10 @@ CONVERGE_SECONDS = 90
 MAX_GENERATION = 5
 
 
-class Cluster:
-    def __init__(self, nodes: NodeSet, proxies: list[TcpProxy], prefix: str) -> None:
-        self.nodes = nodes
-        self.proxies = proxies
-        self.prefix = prefix
-        self.notes_db = database_names(prefix)["notes"]
-        self.clients = [CouchDBClient(url, user=nodes.user, password=nodes.password) for url in nodes.urls]
-        self.apps = [
-            create_app(
-                load_config(
-                    {"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **nodes.credentials()
-                )
-            )
-            for url in nodes.urls
-        ]
-        self.gql = [GraphQL(app.test_client()) for app in self.apps]
-
-    def doc_on(self, node: int, doc_id: str) -> dict[str, Any] | None:
-        return self.clients[node].database(self.notes_db).get_or_none(doc_id, conflicts=True)
-
-    def settle(self) -> None:
-        """What the resolver thread of every app process does, one round on each node."""
-        for app in self.apps:
-            app.extensions["notebook"].resolver.resolve_pending()
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    nodes = start_nodes(tmp_path_factory.mktemp("partition"), 3)
-    nodes.require_process_control()  # its proxies sit on loopback in front of nodes we started
-    proxies = [TcpProxy(node.port) for node in nodes.nodes]
-    prefix = f"p{uuid.uuid4().hex[:8]}_"
-    # every node pushes its writes to the others through the receiving node's proxy
-    manager = ReplicationManager(
-        nodes.urls,
-        list(database_names(prefix).values()),
-        nodes.user,
-        nodes.password,
-        peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
-    )
-    manager.ensure_mesh()
-    built = Cluster(nodes, proxies, prefix)
-    yield built
-    for app in built.apps:
-        app.extensions["notebook"].close()
-    manager.close()
-    for proxy in proxies:
-        proxy.close()
-    nodes.stop()
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PartitionableCluster]:
+    with partitionable_cluster(tmp_path_factory.mktemp("partition"), 3) as built:
+        yield built
 
 
 def edit(gql: GraphQL, token: str, note: dict, content: str) -> dict:
@@ -92,7 +40,7 @@ def edit(gql: GraphQL, token: str, note: dict, content: str) -> dict:
     )["updateNote"]
 
 
-def shared_note(cluster: Cluster) -> tuple[str, dict]:
+def shared_note(cluster: PartitionableCluster) -> tuple[str, dict]:
     """A user and a note that every node has, with the notebook its permission check reads."""
     user = cluster.gql[0].register()
     note = cluster.gql[0].data(
@@ -100,12 +48,11 @@ def shared_note(cluster: Cluster) -> tuple[str, dict]:
         {"c": PARAGRAPHS},
         user["token"],
     )["createNote"]
-    users_db = database_names(cluster.prefix)["users"]
     wait_until(
         lambda: all(
             (cluster.doc_on(n, note["id"]) or {}).get("_rev") == note["version"]
             and cluster.doc_on(n, note["notebook"]["id"])
-            and cluster.clients[n].database(users_db).get_or_none(user["user"]["id"])
+            and cluster.doc_on(n, user["user"]["id"], "users")
             for n in range(3)
         ),
         30,
@@ -115,11 +62,10 @@ def shared_note(cluster: Cluster) -> tuple[str, dict]:
 
 
 def partitioned_edits(
-    cluster: Cluster, token: str, note: dict, side_a: str, side_b: str
+    cluster: PartitionableCluster, token: str, note: dict, side_a: str, side_b: str
 ) -> tuple[dict, dict]:
     """Cut replication between the nodes, edit the same version on A and on B, then heal."""
-    for proxy in cluster.proxies:
-        proxy.cut()
+    cluster.cut()
     try:
         edited_a = edit(cluster.gql[0], token, note, side_a)
         edited_b = edit(cluster.gql[1], token, note, side_b)
@@ -127,12 +73,11 @@ def partitioned_edits(
         assert (cluster.doc_on(0, note["id"]) or {}).get("_rev") == edited_a["version"]
         assert (cluster.doc_on(1, note["id"]) or {}).get("_rev") == edited_b["version"]
     finally:
-        for proxy in cluster.proxies:
-            proxy.restore()
+        cluster.heal()
     return edited_a, edited_b
 
 
-def test_edits_on_both_sides_of_a_partition_are_merged(cluster: Cluster) -> None:
+def test_edits_on_both_sides_of_a_partition_are_merged(cluster: PartitionableCluster) -> None:
     token, note = shared_note(cluster)
     first = PARAGRAPHS.replace("Intro paragraph.", "Intro paragraph, edited on A.")
     last = PARAGRAPHS.replace("Closing paragraph.", "Closing paragraph, edited on B.")
@@ -180,7 +125,7 @@ def test_edits_on_both_sides_of_a_partition_are_merged(cluster: Cluster) -> None
     assert revisions.get(PARAGRAPHS) == "EDIT"
 
 
-def test_overlapping_edits_stay_visible_until_a_person_resolves_them(cluster: Cluster) -> None:
+def test_overlapping_edits_stay_visible_until_a_person_resolves_them(cluster: PartitionableCluster) -> None:
     token, note = shared_note(cluster)
     ours = PARAGRAPHS.replace("Middle paragraph.", "Middle rewritten on A.")
     theirs = PARAGRAPHS.replace("Middle paragraph.", "Middle rewritten on B.")
@@ -215,20 +160,22 @@ def test_overlapping_edits_stay_visible_until_a_person_resolves_them(cluster: Cl
     assert seen["content"] in {r["content"] for r in settled["revisions"] if r["reason"] == "CONFLICT_LOSER"}
 
 
-def test_tcp_proxy_really_partitions(cluster: Cluster) -> None:
+def test_tcp_proxy_really_partitions(cluster: PartitionableCluster) -> None:
     """The partition is real: while B's proxy is cut, a write on A reaches C but not B."""
-    client = cluster.clients[0].database(cluster.notes_db)
+    client = cluster.clients[0].database(cluster.names["notes"])
     cluster.proxies[1].cut()
     try:
         doc_id = f"probe:{uuid.uuid4().hex}"
         client.put({"_id": doc_id, "type": "probe"})
         wait_until(
-            lambda: cluster.clients[2].database(cluster.notes_db).get_or_none(doc_id), 30, "the probe on C"
+            lambda: cluster.clients[2].database(cluster.names["notes"]).get_or_none(doc_id),
+            30,
+            "the probe on C",
         )
         time.sleep(1.0)
-        assert cluster.clients[1].database(cluster.notes_db).get_or_none(doc_id) is None
+        assert cluster.clients[1].database(cluster.names["notes"]).get_or_none(doc_id) is None
     finally:
         cluster.proxies[1].restore()
     wait_until(
-        lambda: cluster.clients[1].database(cluster.notes_db).get_or_none(doc_id), 60, "the probe on B"
+        lambda: cluster.clients[1].database(cluster.names["notes"]).get_or_none(doc_id), 60, "the probe on B"
     )
