@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from notebook.database.couch.server_differences import replicator_endpoint
 from notebook.database.design_docs import database_names
 from notebook.database.replication import ReplicationManager
 from tests.support.note_load import (
@@ -88,26 +87,11 @@ def drill(cluster: NodeSet) -> Iterator[Drill]:
 
 
 def refill(drill: Drill) -> None:
-    """Give the emptied node its databases and replication jobs back, and copy the survivors'
-    documents into it once.
-
-    The one-shot copy is needed because the running jobs that push into the node keep their
-    position in the source's changes feed: they only send what changes from now on, not what
-    the node lost with its disk. Today this is the operator's step (`ensure_mesh` plus one
-    `_replicate` per database); the app's own replication repair (issue 8, item 5) is meant to
-    replace this function.
-    """
-    empty, source = drill.nodes[0], drill.nodes[1]
+    """Let the replication repair that every app process runs (ReplicationManager.ensure_mesh,
+    called by the supervisor each period) give the emptied node its databases and jobs back and
+    refill it: its databases have no "filled" marker, so it gets one one-shot pull per other
+    node (database/replication/refill.py). Rounds fail while the node is still starting."""
     assert wait_until(lambda: _try_ensure_mesh(drill), 60, interval=1.0), "the mesh was not repaired"
-    user, password = drill.nodes.user, drill.nodes.password
-    for db in database_names(drill.prefix).values():
-        # pouchdb-server's `_replicate` takes plain URLs (500 on an object); its nodes here need
-        # no credentials. CouchDB 3 gets the `headers` form of the replicator.
-        body: dict[str, Any] = {"source": source.url + db, "target": empty.url + db}
-        if user:
-            body = {key: replicator_endpoint(url, user, password) for key, url in body.items()}
-        status, answer = empty.request("POST", "_replicate", body, timeout=120)
-        assert status in (200, 201) and isinstance(answer, dict) and answer.get("ok"), (status, answer)
 
 
 def _try_ensure_mesh(drill: Drill) -> bool:
