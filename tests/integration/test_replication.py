@@ -37,6 +37,8 @@ from notebook.database.replication import (
     job_id,
     read_job_docs,
 )
+from notebook.database.replication.jobs import own_job_ids
+from notebook.database.replication.refill import REFILL_ID_PREFIX
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.waiting import wait_until
 
@@ -425,14 +427,18 @@ def test_teardown_removes_every_job_and_replication_stops(
     clients: list[CouchDBClient],
     manager: ReplicationManager,
 ) -> None:
+    # the one-shot jobs that filled each node's new databases go too: pouchdb-server would run
+    # them again when it restarts, and replication would not have stopped
+    refills = [own_job_ids(client, DATABASES, REFILL_ID_PREFIX) for client in clients]
     answer = app.test_client().delete(
         "/api/replication", headers={"Authorization": f"Bearer {tokens['admin']}"}
     )
     assert answer.status_code == 200
-    assert answer.get_json() == {"removedJobs": len(mesh)}
+    assert answer.get_json() == {"removedJobs": len(mesh) + sum(map(len, refills))}
     restarted = revive(cluster, after_deleting_jobs=True)
     print(f"\nnodes restarted after teardown: {restarted}")
     assert job_revisions(clients, mesh) == {}
+    assert all(own_job_ids(client, DATABASES, REFILL_ID_PREFIX) == [] for client in clients)
     assert {link.state for link in manager.status().links} == {"stopped"}
 
     notes_on(clients[0]).put({"_id": "after-teardown", "type": "probe"})

@@ -108,12 +108,13 @@ def read_job_docs(client: CouchDBClient, job_ids: Sequence[str]) -> dict[str, di
     return found
 
 
-def own_job_ids(client: CouchDBClient, databases: Sequence[str]) -> list[str]:
-    """Ids of the jobs on a node for these databases, whatever nodes they name."""
+def own_job_ids(client: CouchDBClient, databases: Sequence[str], prefix: str = JOB_ID_PREFIX) -> list[str]:
+    """Ids of the jobs on a node for these databases, whatever nodes they name: the mesh's
+    (`prefix` JOB_ID_PREFIX) or another family of ours (the refill jobs' prefix)."""
     rows = client.request(
         "GET",
         f"{REPLICATOR_DB}/_all_docs",
-        params={"startkey": JOB_ID_PREFIX, "endkey": JOB_ID_PREFIX + "\ufff0"},
+        params={"startkey": prefix, "endkey": prefix + "\ufff0"},
     )["rows"]
-    prefixes = tuple(f"{JOB_ID_PREFIX}{db}:" for db in databases)
+    prefixes = tuple(f"{prefix}{db}:" for db in databases)
     return [row["id"] for row in rows if row["id"].startswith(prefixes)]

@@ -59,7 +59,7 @@ from notebook.database.replication.jobs import (
     read_job_docs,
 )
 from notebook.database.replication.node_list import NodeList, read_node_list, write_node_list
-from notebook.database.replication.refill import is_filled, refill, refill_job
+from notebook.database.replication.refill import REFILL_ID_PREFIX, is_filled, refill, refill_job
 from notebook.database.replication.scheduler import JobStateReader
 from notebook.database.replication.status import (
     CLUSTERED,
@@ -396,7 +396,9 @@ class ReplicationManager:
         removed = 0
         for node in self._snapshot():
             try:
-                ids = self._own_job_ids(node)
+                # the refill jobs too: pouchdb-server runs a completed one-shot job again when
+                # it restarts, which is what a teardown makes it do (it exits, D12)
+                ids = self._own_job_ids(node) + own_job_ids(node.client, self.databases, REFILL_ID_PREFIX)
                 removed += self._delete_jobs(node, ids)
             except CouchError as exc:
                 log.warning("teardown incomplete on %s: %s", node.url, self._describe(exc))
