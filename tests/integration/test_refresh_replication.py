@@ -15,15 +15,8 @@ from typing import Any
 
 import pytest
 
-from config.settings import load_config
-from notebook.api.app import create_app
-from notebook.database.couch import CouchDBClient, Database
-from notebook.database.design_docs import database_names
-from notebook.database.replication import ReplicationManager
 from notebook.utils.crypto_utils import token_digest
-from tests.conftest import GraphQL
-from tests.support.servers import NodeSet, start_nodes
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.cluster import PartitionableCluster, partitionable_cluster
 from tests.support.waiting import wait_for
 
 REFRESH = """mutation($token: String!) {
@@ -34,30 +27,8 @@ PASSWORD = "correct horse battery"
 REPLICATION_SECONDS = 60
 
 
-class TwoNodes:
-    def __init__(self, nodes: NodeSet, proxies: list[TcpProxy], prefix: str) -> None:
-        self.proxies = proxies
-        users = database_names(prefix)["users"]
-        self.clients = [CouchDBClient(url, user=nodes.user, password=nodes.password) for url in nodes.urls]
-        self.users: list[Database] = [client.database(users) for client in self.clients]
-        self.apps = [
-            create_app(
-                load_config(
-                    {"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **nodes.credentials()
-                )
-            )
-            for url in nodes.urls
-        ]
-        self.gql = [GraphQL(app.test_client()) for app in self.apps]
-
-    def token_doc(self, node: int, token: str) -> dict[str, Any] | None:
-        return self.users[node].get_or_none(f"refresh:{token_digest(token)}", conflicts=True)
-
-    def close(self) -> None:
-        for app in self.apps:
-            app.extensions["notebook"].close()
-        for client in self.clients:
-            client.close()
+def token_doc(pair: PartitionableCluster, node: int, token: str) -> dict[str, Any] | None:
+    return pair.doc_on(node, f"refresh:{token_digest(token)}", "users")
 
 
 def wait_until(condition: Callable[[], Any], what: str) -> Any:
@@ -66,91 +37,68 @@ def wait_until(condition: Callable[[], Any], what: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
-    nodes = start_nodes(tmp_path_factory.mktemp("refresh-nodes"), 2)
-    nodes.require_process_control()  # its proxies sit on loopback in front of nodes we started
-    proxies = [TcpProxy(node.port) for node in nodes.nodes]
-    prefix = f"f{uuid.uuid4().hex[:8]}_"
-    manager = ReplicationManager(
-        nodes.urls,
-        list(database_names(prefix).values()),
-        nodes.user,
-        nodes.password,
-        peer_urls={node.url: proxy.url for node, proxy in zip(nodes.nodes, proxies, strict=True)},
-    )
-    built: TwoNodes | None = None
-    try:
-        manager.ensure_mesh()
-        built = TwoNodes(nodes, proxies, prefix)
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PartitionableCluster]:
+    with partitionable_cluster(tmp_path_factory.mktemp("refresh-nodes"), 2) as built:
         yield built
-    finally:
-        if built is not None:
-            built.close()
-        manager.close()
-        for proxy in proxies:
-            proxy.close()
-        nodes.stop()
 
 
-def test_a_refresh_token_used_on_two_nodes_revokes_its_family(pair: TwoNodes) -> None:
+def test_a_refresh_token_used_on_two_nodes_revokes_its_family(pair: PartitionableCluster) -> None:
     account = pair.gql[0].register(f"ada-{uuid.uuid4().hex[:6]}@example.com")
     email, token = account["user"]["email"], account["refreshToken"]
-    wait_until(lambda: pair.token_doc(1, token), "the refresh token on node B")
+    wait_until(lambda: token_doc(pair, 1, token), "the refresh token on node B")
     # replication need not deliver the account before its token (CouchDB 3 writes in batches)
-    wait_until(lambda: pair.users[1].get_or_none(account["user"]["id"]), "the account on node B")
+    wait_until(lambda: pair.doc_on(1, account["user"]["id"], "users"), "the account on node B")
 
-    for proxy in pair.proxies:
-        proxy.cut()
+    pair.cut()
     try:
         # the owner refreshes on A; a thief with a copy of the token refreshes on B
         on_a = pair.gql[0].data(REFRESH, {"token": token})["refreshToken"]
         on_b = pair.gql[1].data(REFRESH, {"token": token})["refreshToken"]
     finally:
-        for proxy in pair.proxies:
-            proxy.restore()
+        pair.heal()
     # another session of the same account, started before the reuse, must survive it
     other = pair.gql[1].data(LOGIN, {"email": email, "password": PASSWORD})["login"]["refreshToken"]
 
     def conflict_and_successors_on_a() -> bool:
-        doc = pair.token_doc(0, token)
+        doc = token_doc(pair, 0, token)
         return bool(doc and doc.get("_conflicts")) and all(
-            pair.token_doc(0, t) for t in (on_a["refreshToken"], on_b["refreshToken"], other)
+            token_doc(pair, 0, t) for t in (on_a["refreshToken"], on_b["refreshToken"], other)
         )
 
     wait_until(conflict_and_successors_on_a, "both uses of the token and every successor on node A")
     successors = (on_a["refreshToken"], on_b["refreshToken"])
-    assert not any(pair.token_doc(0, t)["revoked"] for t in successors)  # nothing has noticed yet
+    assert not any(token_doc(pair, 0, t)["revoked"] for t in successors)  # nothing has noticed yet
 
     report = pair.apps[0].extensions["notebook"].resolver.resolve_pending()
     assert report.revoked_families == 1
-    assert all(pair.token_doc(0, t)["revoked"] for t in successors)
-    assert "_conflicts" not in pair.token_doc(0, token)
+    assert all(token_doc(pair, 0, t)["revoked"] for t in successors)
+    assert "_conflicts" not in token_doc(pair, 0, token)
 
     # the family is dead on node A at once, and on node B once replication brings the revocation
     assert pair.gql[0].error_code(REFRESH, {"token": on_a["refreshToken"]}) == "UNAUTHENTICATED"
     # and so are the access tokens of that session, not only its refresh tokens
     assert pair.gql[0].error_code("{ me { id } }", token=on_a["accessToken"]) == "UNAUTHENTICATED"
     wait_until(
-        lambda: all((pair.token_doc(1, t) or {}).get("revoked") for t in successors),
+        lambda: all((token_doc(pair, 1, t) or {}).get("revoked") for t in successors),
         "the revocation on node B",
     )
     for node in (0, 1):
         for successor in successors:
             assert pair.gql[node].error_code(REFRESH, {"token": successor}) == "UNAUTHENTICATED"
     assert pair.gql[1].data(REFRESH, {"token": other})["refreshToken"]["user"]["id"] == account["user"]["id"]
-    wait_until(lambda: "_conflicts" not in (pair.token_doc(1, token) or {"_conflicts": 1}), "settled on B")
+    wait_until(lambda: "_conflicts" not in (token_doc(pair, 1, token) or {"_conflicts": 1}), "settled on B")
 
 
-def test_one_use_on_each_of_two_tokens_is_no_reuse(pair: TwoNodes) -> None:
+def test_one_use_on_each_of_two_tokens_is_no_reuse(pair: PartitionableCluster) -> None:
     """Refreshing on alternating nodes, with replication running, never trips the rule."""
     account = pair.gql[0].register(f"bob-{uuid.uuid4().hex[:6]}@example.com")
     token = account["refreshToken"]
-    wait_until(lambda: pair.users[1].get_or_none(account["user"]["id"]), "the account on node B")
+    wait_until(lambda: pair.doc_on(1, account["user"]["id"], "users"), "the account on node B")
     for step in range(4):
         node = step % 2
-        wait_until(lambda n=node, t=token: pair.token_doc(n, t), "the current token on the next node")
+        wait_until(lambda n=node, t=token: token_doc(pair, n, t), "the current token on the next node")
         token = pair.gql[node].data(REFRESH, {"token": token})["refreshToken"]["refreshToken"]
     for app in pair.apps:
         assert app.extensions["notebook"].resolver.resolve_pending().revoked_families == 0
-    wait_until(lambda: pair.token_doc(0, token), "the last token on node A")
+    wait_until(lambda: token_doc(pair, 0, token), "the last token on node A")
     assert pair.gql[0].data(REFRESH, {"token": token})["refreshToken"]["user"]["id"] == account["user"]["id"]
