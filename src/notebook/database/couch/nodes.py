@@ -102,6 +102,9 @@ class NodePool:
         # each when the preferred node came back: failback waits until the preferred has as many
         self.databases: set[str] = set()
         self.counts_at_return: dict[str, int] | None = None
+        # documents created since then whose quorum copy landed on the preferred node: they
+        # count there, so a node refilled only in part must not pass for caught up on them
+        self.new_docs_copied: dict[str, int] = {}
         # quorum writes copy themselves to the preferred node once it is back (client.py), so
         # failback waits for every write made elsewhere whose copy did not land, however recent
         self.copies_to_preferred = False
@@ -201,6 +204,7 @@ class NodePool:
             self.written_elsewhere.clear()
             self.preferred_back_since = None
             self.counts_at_return = None
+            self.new_docs_copied = {}
         log.warning("database %s", event, extra={"from_node": previous.url, "to_node": node.url})
 
     def note_database(self, db_path: str) -> None:
@@ -229,6 +233,9 @@ class NodePool:
     def confirm_on_preferred(self, db_path: str, revs: Mapping[str, str]) -> None:
         """These revisions (doc id -> rev) are on the preferred node: failback need not wait."""
         with self.lock:
+            if self.counts_at_return is not None:
+                created = sum(1 for rev in revs.values() if rev.startswith("1-"))
+                self.new_docs_copied[db_path] = self.new_docs_copied.get(db_path, 0) + created
             for doc_id, rev in revs.items():
                 key = (db_path, doc_id)
                 if self.written_elsewhere.get(key, ("", 0.0))[0] == rev:
@@ -423,6 +430,7 @@ class HealthMonitor:
             if preferred.circuit_open:
                 pool.preferred_back_since = None
                 pool.counts_at_return = None
+                pool.new_docs_copied = {}
                 return
             active = pool.active
             databases = sorted(pool.databases)
@@ -484,7 +492,12 @@ class HealthMonitor:
             if self.pool.counts_at_return is None:
                 self.pool.counts_at_return = dict(current)
             at_return = self.pool.counts_at_return
-            wanted = {db: min(count, current.get(db, count)) for db, count in at_return.items()}
+            copied = self.pool.new_docs_copied
+            # what it had then, plus what was created since and copied to it (those count on
+            # it already); never more than the active node holds now
+            wanted = {
+                db: min(count + copied.get(db, 0), current.get(db, count)) for db, count in at_return.items()
+            }
         mine = self._counts(node, databases)
         if mine is None:
             return None
