@@ -76,6 +76,8 @@ class Config:
     replication_start_jitter_seconds: float = 5.0
     health_probe_seconds: float = 1.0
     revision_retention: int = 100
+    # activity records older than this are deleted by `notebook-server prune-activity`
+    activity_retention_days: int = 365
     conflict_resolver: bool = True
     conflict_poll_seconds: float = 5.0
     # create_app waits this long for the background start-up work (schema, index builds);
@@ -238,6 +240,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REPLICATION_START_JITTER_SECONDS": ("replication_start_jitter_seconds", float),
     "HEALTH_PROBE_SECONDS": ("health_probe_seconds", float),
     "REVISION_RETENTION": ("revision_retention", int),
+    "ACTIVITY_RETENTION_DAYS": ("activity_retention_days", int),
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
     "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
     "STARTUP_WAIT_SECONDS": ("startup_wait_seconds", float),

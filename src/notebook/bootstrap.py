@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 
 from config.settings import Config
+from notebook.database.activity_repository import ActivityRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
@@ -20,6 +21,8 @@ from notebook.database.repository import (
     UserRepository,
 )
 from notebook.database.throttle_repository import ThrottleRepository
+from notebook.services.activity_service import ActivityService
+from notebook.services.analytics_service import AnalyticsService
 from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.note_service import NoteService
@@ -50,6 +53,8 @@ class Services:
     permissions: PermissionPolicy
     warmup: Warmup
     stopping: threading.Event
+    activity: ActivityService
+    analytics: AnalyticsService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
 
     def start_conflict_resolver(self) -> threading.Thread:
@@ -138,6 +143,8 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     notebook_repo = NotebookRepository(gated.notes)
     memberships = MembershipRepository(gated.notes)
     notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
+    activity_store = ActivityRepository(gated.notes, gated.users, gated.activity)
+    activity = ActivityService(activity_store, notebooks, config.activity_retention_days)
     tokens = RefreshTokenRepository(gated.users)
     auth = AuthService(
         users=users,
@@ -157,6 +164,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
             ),
         ),
         memberships=memberships,
+        activity=activity,
     )
     note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
@@ -179,5 +187,5 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     permissions = PermissionPolicy(notebooks, note_repo.get)
     return Services(
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
-        warmup, stopping, admin_couch,
+        warmup, stopping, activity, AnalyticsService(activity_store, notes), admin_couch,
     )  # fmt: skip

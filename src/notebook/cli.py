@@ -5,6 +5,8 @@
     notebook-server nodes list                              the deployment's database nodes
     notebook-server nodes add URL [--timeout S]             add a node (set up, caught up, recorded)
     notebook-server nodes remove URL                        take a node out of replication
+    notebook-server prune-activity [--days N]               delete activity older than N days
+                                                            (default ACTIVITY_RETENTION_DAYS)
 
 The node list is one replicated document (docs/replication.md, "Replication that runs itself"):
 every app process adopts a change at its next repair round, whatever its environment says.
@@ -77,6 +79,31 @@ def nodes_command(action: str, url: str | None, timeout: float) -> int:
     return 0
 
 
+def prune_activity(days: int | None) -> int:
+    """Delete activity records (security events included) older than the retention period."""
+    from notebook.bootstrap import bootstrap
+    from notebook.core.errors import StorageError
+
+    try:
+        services = bootstrap(load_config(), install_schema=False)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    if days is not None and days < 1:
+        print("notebook-server: --days must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        deleted = services.activity.prune(days)
+    except StorageError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    kept = days if days is not None else services.config.activity_retention_days
+    print(f"deleted {deleted} activity records older than {kept} days")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="notebook-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the catch-up")
     remove = node_actions.add_parser("remove", help="take a node out: its jobs and those to it")
     remove.add_argument("url", help="the node's URL as listed")
+    prune = commands.add_parser("prune-activity", help="delete activity older than the retention period")
+    prune.add_argument("--days", type=int, help="keep this many days (default ACTIVITY_RETENTION_DAYS)")
     args = parser.parse_args(argv)
+    if args.command == "prune-activity":
+        return prune_activity(args.days)
     if args.command == "create-admin":
         return create_admin(args.email, args.revoke)
     if args.command == "nodes":

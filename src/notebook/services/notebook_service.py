@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from notebook.core import validation
+from notebook.core.activity import Activity, new_activity
 from notebook.core.domain import (
     NOTEBOOK_PREFIX,
     ROLES,
@@ -22,6 +23,15 @@ from notebook.services.ports import MembershipStore, NotebookStore, UserDirector
 from notebook.utils.crypto_utils import new_id
 
 MAX_NOTEBOOK_PAGE = 500
+
+
+def _notebook_event(
+    action: str, actor: User, notebook: Notebook, at: str, detail: str | None = None
+) -> Activity:
+    return new_activity(
+        action, actor.id, "notebook", notebook.id, at,
+        notebook_id=notebook.id, notebook_owner_id=notebook.owner_id, detail=detail,
+    )  # fmt: skip
 
 
 class NotebookService:
@@ -105,7 +115,7 @@ class NotebookService:
             created_at=now,
             updated_at=now,
         )
-        self.notebooks.add(notebook)
+        self.notebooks.add(notebook, events=[_notebook_event("notebook.created", actor, notebook, now)])
         return notebook
 
     def update_notebook(
@@ -119,7 +129,8 @@ class NotebookService:
         if "description" in changes:
             notebook.description = validation.description(changes["description"])
         notebook.updated_at = utc_now()
-        self.notebooks.update(notebook)
+        event = _notebook_event("notebook.updated", actor, notebook, notebook.updated_at)
+        self.notebooks.update(notebook, events=[event])
         return notebook
 
     def delete_notebook(self, actor: User, notebook_id: str) -> bool:
@@ -127,7 +138,8 @@ class NotebookService:
         notebook = self.require(actor, notebook_id, "OWNER")
         if notebook.is_default or notebook.id == actor.default_notebook_id:
             raise Forbidden("the default notebook cannot be deleted")
-        self.notebooks.delete_with_notes(notebook)
+        event = _notebook_event("notebook.deleted", actor, notebook, utc_now())
+        self.notebooks.delete_with_notes(notebook, events=[event])
         return True
 
     def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
@@ -152,14 +164,18 @@ class NotebookService:
         if grantee.id == notebook.owner_id:
             raise InvalidInput("the owner already has every right in the notebook", field="email")
         now = utc_now()
-        self.memberships.put(Membership(notebook.id, grantee.id, role, now, notebook.created_at))
+        event = _notebook_event("notebook.shared", actor, notebook, now, detail=f"{role} for {grantee.id}")
+        self.memberships.put(
+            Membership(notebook.id, grantee.id, role, now, notebook.created_at), events=[event]
+        )
         return notebook
 
     def unshare(self, actor: User, notebook_id: str, user_id: str) -> Notebook:
         """Take a member's access away; it ends with the member's next request. Owner only."""
         notebook = self.require(actor, notebook_id, "OWNER")
         require_id(user_id, USER_PREFIX, "user")
-        if not self.memberships.remove(notebook.id, user_id):
+        event = _notebook_event("notebook.unshared", actor, notebook, utc_now(), detail=user_id)
+        if not self.memberships.remove(notebook.id, user_id, events=[event]):
             raise NotFound("this user is not a member of the notebook", field="userId")
         return notebook
 
