@@ -125,6 +125,8 @@ class Config:
     login_failures_per_account: int = 50
     register_window_seconds: int = 3600
     register_per_ip: int = 10
+    share_miss_window_seconds: int = 3600
+    share_misses_per_user: int = 20
     password_hash_concurrency: int = 2
     password_hash_wait_seconds: float = 5.0
     throttle_cache_size: int = 10_000
@@ -266,6 +268,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LOGIN_FAILURES_PER_ACCOUNT": ("login_failures_per_account", int),
     "REGISTER_WINDOW_SECONDS": ("register_window_seconds", int),
     "REGISTER_PER_IP": ("register_per_ip", int),
+    "SHARE_MISS_WINDOW_SECONDS": ("share_miss_window_seconds", int),
+    "SHARE_MISSES_PER_USER": ("share_misses_per_user", int),
     "PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", int),
     "PASSWORD_HASH_WAIT_SECONDS": ("password_hash_wait_seconds", float),
     "THROTTLE_CACHE_SIZE": ("throttle_cache_size", int),

@@ -31,6 +31,7 @@ from notebook.services.rate_limits import (
     LoginLimits,
     PasswordHashing,
     RegisterLimits,
+    ShareLimits,
 )
 from notebook.services.replication_service import ReplicationService
 from notebook.warmup import Warmup
@@ -95,8 +96,11 @@ def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
         per_account=config.login_failures_per_account,
     )
     register = RegisterLimits(window_seconds=config.register_window_seconds, per_ip=config.register_per_ip)
-    longest = max(login.window_seconds, register.window_seconds)
-    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register)
+    share = ShareLimits(
+        window_seconds=config.share_miss_window_seconds, misses_per_user=config.share_misses_per_user
+    )
+    longest = max(login.window_seconds, register.window_seconds, share.window_seconds)
+    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register, share)
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -137,7 +141,14 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     users = UserRepository(gated.users)
     notebook_repo = NotebookRepository(gated.notes)
     memberships = MembershipRepository(gated.notes)
-    notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
+    limits = abuse_limits(config, ThrottleRepository(gated.throttle))
+    notebooks = NotebookService(
+        notebook_repo,
+        memberships,
+        users,
+        config.max_notebooks_per_user,
+        share_misses=limits,
+    )
     tokens = RefreshTokenRepository(gated.users)
     auth = AuthService(
         users=users,
@@ -146,7 +157,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
-        limits=abuse_limits(config, ThrottleRepository(gated.throttle)),
+        limits=limits,
         hashing=PasswordHashing(
             config.password_hash_concurrency,
             config.password_hash_wait_seconds,

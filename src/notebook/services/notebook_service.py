@@ -19,6 +19,7 @@ from notebook.core.domain import (
 )
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from notebook.services.ports import MembershipStore, NotebookStore, UserDirectory
+from notebook.services.rate_limits import NoShareMissLimit, ShareMissLimit
 from notebook.utils.crypto_utils import new_id
 
 MAX_NOTEBOOK_PAGE = 500
@@ -34,11 +35,13 @@ class NotebookService:
         memberships: MembershipStore,
         users: UserDirectory,
         max_notebooks_per_user: int = 500,
+        share_misses: ShareMissLimit | None = None,
     ) -> None:
         self.notebooks = notebooks
         self.memberships = memberships
         self.users = users
         self.max_notebooks_per_user = max_notebooks_per_user
+        self.share_misses = share_misses or NoShareMissLimit()
 
     # roles -------------------------------------------------------------------------------------
     def role_of(self, actor: User, notebook: Notebook) -> str | None:
@@ -146,8 +149,10 @@ class NotebookService:
             raise InvalidInput("share as EDITOR or VIEWER; a notebook has one owner", field="role")
         if not isinstance(email, str):
             raise InvalidInput("email must be a string", field="email")
+        self.share_misses.before_share(actor.id)
         grantee = self.users.get_by_email(email.strip().lower())
         if grantee is None:
+            self.share_misses.share_missed(actor.id)
             raise NotFound("no account has this e-mail address", field="email")
         if grantee.id == notebook.owner_id:
             raise InvalidInput("the owner already has every right in the notebook", field="email")
