@@ -147,6 +147,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         memberships,
         users,
         config.max_notebooks_per_user,
+        max_members_per_notebook=config.max_members_per_notebook,
         share_misses=limits,
     )
     tokens = RefreshTokenRepository(gated.users)
@@ -172,7 +173,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
-    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
+    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention, config.max_tags_listed)
     manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),

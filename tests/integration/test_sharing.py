@@ -178,3 +178,28 @@ def test_share_misses_are_rate_limited_per_user(gql_with: Callable[..., GraphQL]
     own = gql.data(NEW_NOTEBOOK, {"name": "Carol's"}, token=carol["token"])["createNotebook"]["id"]
     args = {"id": own, "email": "nobody-0@example.com", "role": "VIEWER"}
     assert gql.error_code(SHARE, args, token=carol["token"]) == "NOT_FOUND"
+
+
+def test_members_per_notebook_are_capped(gql_with: Callable[..., GraphQL]) -> None:
+    gql = gql_with(max_members_per_notebook=1)
+    ada, bob, carol = gql.register(), gql.register(), gql.register()
+    notebook = gql.data(NEW_NOTEBOOK, {"name": "Team"}, token=ada["token"])["createNotebook"]["id"]
+    gql.data(SHARE, {"id": notebook, "email": bob["user"]["email"], "role": "VIEWER"}, token=ada["token"])
+    body = gql(SHARE, {"id": notebook, "email": carol["user"]["email"], "role": "VIEWER"}, token=ada["token"])
+    error = body["errors"][0]
+    assert (error["extensions"]["code"], error["extensions"]["reason"]) == ("BAD_USER_INPUT", "MEMBER_LIMIT")
+    assert "at most 1 member" in error["message"]
+    # changing a member's role is not a new member
+    changed = gql.data(
+        SHARE, {"id": notebook, "email": bob["user"]["email"], "role": "EDITOR"}, token=ada["token"]
+    )
+    assert [m["role"] for m in changed["shareNotebook"]["members"]] == ["OWNER", "EDITOR"]
+
+
+def test_tags_are_capped_to_the_most_used(gql_with: Callable[..., GraphQL]) -> None:
+    gql = gql_with(max_tags_listed=2)
+    token = gql.register()["token"]
+    for tags in (["work", "home", "rare"], ["work", "home"], ["work"]):
+        gql.data(NEW_NOTE, {"title": "tagged", "tags": tags}, token=token)
+    tags = gql.data("{ tags { tag count } }", token=token)["tags"]
+    assert tags == [{"tag": "work", "count": 3}, {"tag": "home", "count": 2}]

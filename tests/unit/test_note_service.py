@@ -418,6 +418,27 @@ class TestNotebookLimits:
             with pytest.raises(InvalidInput):
                 world.notebooks.list_notebooks(ada, first=bad)
 
+    def test_members_per_notebook_are_capped(self, world: World, ada: User, bob: User) -> None:
+        world.notebooks.max_members_per_notebook = 2
+        carol, dan = world.user("carol"), world.user("dan")
+        notebook = world.notebooks.create_notebook(ada, "Team")
+        world.notebooks.share(ada, notebook.id, "bob@example.com", "EDITOR")
+        world.notebooks.share(ada, notebook.id, "carol@example.com", "VIEWER")
+        with pytest.raises(InvalidInput) as caught:
+            world.notebooks.share(ada, notebook.id, "dan@example.com", "VIEWER")
+        assert caught.value.extensions["reason"] == "MEMBER_LIMIT"
+        assert "at most 2 member" in str(caught.value)
+        assert world.notebooks.role_of(dan, notebook) is None
+        world.notebooks.share(ada, notebook.id, "carol@example.com", "EDITOR")  # a role change still works
+        assert world.notebooks.role_of(carol, notebook) == "EDITOR"
+
+    def test_tags_list_only_the_most_used(self, world: World, ada: User) -> None:
+        world.notes.max_tags_listed = 2
+        world.notes.create_note(ada, {"title": "x", "tags": ["work", "home", "rare"]})
+        world.notes.create_note(ada, {"title": "y", "tags": ["work", "home"]})
+        world.notes.create_note(ada, {"title": "z", "tags": ["work"]})
+        assert [(t.tag, t.count) for t in world.notes.tags(ada)] == [("work", 3), ("home", 2)]
+
 
 class ShareMissRecorder:
     """A share-miss limit that records what share asked and refuses once `allowed` misses were counted."""

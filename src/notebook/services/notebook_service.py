@@ -35,12 +35,14 @@ class NotebookService:
         memberships: MembershipStore,
         users: UserDirectory,
         max_notebooks_per_user: int = 500,
+        max_members_per_notebook: int = 100,
         share_misses: ShareMissLimit | None = None,
     ) -> None:
         self.notebooks = notebooks
         self.memberships = memberships
         self.users = users
         self.max_notebooks_per_user = max_notebooks_per_user
+        self.max_members_per_notebook = max_members_per_notebook
         self.share_misses = share_misses or NoShareMissLimit()
 
     # roles -------------------------------------------------------------------------------------
@@ -156,6 +158,7 @@ class NotebookService:
             raise NotFound("no account has this e-mail address", field="email")
         if grantee.id == notebook.owner_id:
             raise InvalidInput("the owner already has every right in the notebook", field="email")
+        self._require_room_for(notebook, grantee)
         now = utc_now()
         self.memberships.put(Membership(notebook.id, grantee.id, role, now, notebook.created_at))
         return notebook
@@ -171,3 +174,14 @@ class NotebookService:
     def members(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
         """Members of each notebook besides its owner, in one request."""
         return self.memberships.for_notebooks(notebook_ids)
+
+    def _require_room_for(self, notebook: Notebook, grantee: User) -> None:
+        """A new member only while the notebook has fewer than the most members allowed; a
+        member's role can always change."""
+        members = self.memberships.for_notebooks([notebook.id]).get(notebook.id, [])
+        if len(members) >= self.max_members_per_notebook and all(m.user_id != grantee.id for m in members):
+            raise InvalidInput(
+                f"a notebook may have at most {self.max_members_per_notebook} member(s) besides its owner",
+                field="email",
+                reason="MEMBER_LIMIT",
+            )
