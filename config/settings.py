@@ -115,6 +115,8 @@ class Config:
     log_level: str = "INFO"
     # sharing and accounts
     max_notebooks_per_user: int = 500
+    max_members_per_notebook: int = 100
+    max_tags_listed: int = 1000  # Query.tags: the most used ones
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -127,6 +129,8 @@ class Config:
     login_failures_per_account: int = 50
     register_window_seconds: int = 3600
     register_per_ip: int = 10
+    share_miss_window_seconds: int = 3600
+    share_misses_per_user: int = 20
     password_hash_concurrency: int = 2
     password_hash_wait_seconds: float = 5.0
     throttle_cache_size: int = 10_000
@@ -210,6 +214,8 @@ class ProductionConfig(Config):
 _POSITIVE_LIMITS = tuple(f.name for f in fields(Config) if f.name.startswith("graphql_max_")) + (
     "graphql_list_size_estimate",
     "max_request_bytes",
+    "max_members_per_notebook",
+    "max_tags_listed",
 )
 
 
@@ -269,10 +275,14 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LOGIN_FAILURES_PER_ACCOUNT": ("login_failures_per_account", int),
     "REGISTER_WINDOW_SECONDS": ("register_window_seconds", int),
     "REGISTER_PER_IP": ("register_per_ip", int),
+    "SHARE_MISS_WINDOW_SECONDS": ("share_miss_window_seconds", int),
+    "SHARE_MISSES_PER_USER": ("share_misses_per_user", int),
     "PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", int),
     "PASSWORD_HASH_WAIT_SECONDS": ("password_hash_wait_seconds", float),
     "THROTTLE_CACHE_SIZE": ("throttle_cache_size", int),
     "MAX_NOTEBOOKS_PER_USER": ("max_notebooks_per_user", int),
+    "MAX_MEMBERS_PER_NOTEBOOK": ("max_members_per_notebook", int),
+    "MAX_TAGS_LISTED": ("max_tags_listed", int),
     "ARGON2_TIME_COST": ("argon2_time_cost", int),
     "ARGON2_MEMORY_KIB": ("argon2_memory_kib", int),
     "ARGON2_PARALLELISM": ("argon2_parallelism", int),

@@ -34,6 +34,7 @@ from notebook.services.rate_limits import (
     LoginLimits,
     PasswordHashing,
     RegisterLimits,
+    ShareLimits,
 )
 from notebook.services.replication_service import ReplicationService
 from notebook.warmup import Warmup
@@ -100,8 +101,11 @@ def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
         per_account=config.login_failures_per_account,
     )
     register = RegisterLimits(window_seconds=config.register_window_seconds, per_ip=config.register_per_ip)
-    longest = max(login.window_seconds, register.window_seconds)
-    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register)
+    share = ShareLimits(
+        window_seconds=config.share_miss_window_seconds, misses_per_user=config.share_misses_per_user
+    )
+    longest = max(login.window_seconds, register.window_seconds, share.window_seconds)
+    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register, share)
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -142,7 +146,15 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     users = UserRepository(gated.users)
     notebook_repo = NotebookRepository(gated.notes)
     memberships = MembershipRepository(gated.notes)
-    notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
+    limits = abuse_limits(config, ThrottleRepository(gated.throttle))
+    notebooks = NotebookService(
+        notebook_repo,
+        memberships,
+        users,
+        config.max_notebooks_per_user,
+        max_members_per_notebook=config.max_members_per_notebook,
+        share_misses=limits,
+    )
     activity_store = ActivityRepository(gated.notes, gated.users, gated.activity)
     activity = ActivityService(activity_store, notebooks, config.activity_retention_days)
     tokens = RefreshTokenRepository(gated.users)
@@ -153,7 +165,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
-        limits=abuse_limits(config, ThrottleRepository(gated.throttle)),
+        limits=limits,
         hashing=PasswordHashing(
             config.password_hash_concurrency,
             config.password_hash_wait_seconds,
@@ -169,7 +181,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
-    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
+    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention, config.max_tags_listed)
     manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),

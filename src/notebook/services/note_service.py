@@ -61,11 +61,13 @@ class NoteService:
         notebooks: NotebookService,
         resolver: ConflictResolver,
         revision_retention: int = 100,
+        max_tags_listed: int = 1000,
     ) -> None:
         self.notes = notes
         self.notebook_service = notebooks
         self.resolver = resolver
         self.revision_retention = revision_retention
+        self.max_tags_listed = max_tags_listed
 
     # reading ---------------------------------------------------------------------------------
     def get_note(self, actor: User, note_id: str) -> Note:
@@ -126,8 +128,10 @@ class NoteService:
         return self.notes.tag_counts("o:" + actor.id)
 
     def tags(self, actor: User) -> list[TagCount]:
-        """Tags of every live note the actor can read, own and shared."""
-        return self.notes.tag_counts("o:" + actor.id, self.notebook_service.shared_notebook_ids(actor))
+        """Tags of every live note the actor can read, own and shared: the `max_tags_listed`
+        most used (the store lists them most used first)."""
+        counts = self.notes.tag_counts("o:" + actor.id, self.notebook_service.shared_notebook_ids(actor))
+        return counts[: self.max_tags_listed]
 
     # writing ---------------------------------------------------------------------------------
     def _new_note(self, actor: User, notebook: Notebook, fields: Mapping[str, Any]) -> Note:

@@ -20,6 +20,7 @@ from notebook.core.domain import (
 )
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from notebook.services.ports import MembershipStore, NotebookStore, UserDirectory
+from notebook.services.rate_limits import NoShareMissLimit, ShareMissLimit
 from notebook.utils.crypto_utils import new_id
 
 MAX_NOTEBOOK_PAGE = 500
@@ -44,11 +45,15 @@ class NotebookService:
         memberships: MembershipStore,
         users: UserDirectory,
         max_notebooks_per_user: int = 500,
+        max_members_per_notebook: int = 100,
+        share_misses: ShareMissLimit | None = None,
     ) -> None:
         self.notebooks = notebooks
         self.memberships = memberships
         self.users = users
         self.max_notebooks_per_user = max_notebooks_per_user
+        self.max_members_per_notebook = max_members_per_notebook
+        self.share_misses = share_misses or NoShareMissLimit()
 
     # roles -------------------------------------------------------------------------------------
     def role_of(self, actor: User, notebook: Notebook) -> str | None:
@@ -158,11 +163,14 @@ class NotebookService:
             raise InvalidInput("share as EDITOR or VIEWER; a notebook has one owner", field="role")
         if not isinstance(email, str):
             raise InvalidInput("email must be a string", field="email")
+        self.share_misses.before_share(actor.id)
         grantee = self.users.get_by_email(email.strip().lower())
         if grantee is None:
+            self.share_misses.share_missed(actor.id)
             raise NotFound("no account has this e-mail address", field="email")
         if grantee.id == notebook.owner_id:
             raise InvalidInput("the owner already has every right in the notebook", field="email")
+        self._require_room_for(notebook, grantee)
         now = utc_now()
         event = _notebook_event("notebook.shared", actor, notebook, now, detail=f"{role} for {grantee.id}")
         self.memberships.put(
@@ -182,3 +190,14 @@ class NotebookService:
     def members(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
         """Members of each notebook besides its owner, in one request."""
         return self.memberships.for_notebooks(notebook_ids)
+
+    def _require_room_for(self, notebook: Notebook, grantee: User) -> None:
+        """A new member only while the notebook has fewer than the most members allowed; a
+        member's role can always change."""
+        members = self.memberships.for_notebooks([notebook.id]).get(notebook.id, [])
+        if len(members) >= self.max_members_per_notebook and all(m.user_id != grantee.id for m in members):
+            raise InvalidInput(
+                f"a notebook may have at most {self.max_members_per_notebook} member(s) besides its owner",
+                field="email",
+                reason="MEMBER_LIMIT",
+            )
