@@ -412,3 +412,32 @@ def test_prune_deletes_only_records_older_than_the_retention(app: Any, gql: Any)
     assert len(before) - len(after) == 3
     assert all(doc["at"] >= format_time(datetime.now(UTC) - timedelta(days=365)) for doc in after.values())
     assert _services(app).activity.prune() == 0
+
+
+def test_rate_limit_refusals_and_refresh_reuse_are_security_events(config: Any) -> None:
+    from dataclasses import replace
+
+    from notebook.api.app import create_app
+    from tests.conftest import GraphQL
+
+    app = create_app(replace(config, register_per_ip=2))
+    try:
+        gql = GraphQL(app.test_client())
+        admin = gql.register()
+        _services(app).auth.set_admin(admin["user"]["email"])
+        gql.register()
+        register = """mutation($e: String!) {
+          register(email: $e, password: "long enough pass") { user { id } } }"""
+        codes = [gql.error_code(register, {"e": f"flood{i}@example.com"}) for i in range(3)]
+        assert codes == ["RATE_LIMITED"] * 3
+        refresh = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }"
+        gql.data(refresh, {"t": admin["refreshToken"]})
+        assert gql.error_code(refresh, {"t": admin["refreshToken"]}) == "UNAUTHENTICATED"  # replayed
+        fresh = gql.data(LOGIN, {"e": admin["user"]["email"], "p": PASSWORD})["login"]["accessToken"]
+        query = "{ securityEvents(first: 20) { edges { node { action targetId } } } }"
+        events = [e["node"]["action"] for e in gql.data(query, token=fresh)["securityEvents"]["edges"]]
+        # three refusals of one address within a minute: one event, not three
+        assert events.count("security.rate_limited") in (1, 2)  # 2 only if the minute turned
+        assert events.count("security.refresh_reuse") == 1
+    finally:
+        _services(app).close()

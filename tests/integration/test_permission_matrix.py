@@ -446,9 +446,10 @@ class Matrix:
         return doc["_rev"]
 
     def snapshot(self) -> dict[str, Any]:
-        """Every document of the notes and users databases, by id and revision."""
+        """Every document of every database (notes, users, activity, throttle), by id and
+        revision: a refused call writes nothing, not even an activity record or a counted attempt."""
         state = {}
-        for db in (self.services.databases.notes, self.services.databases.users):
+        for db in self.services.databases.all():
             rows = self.services.couch.request("GET", f"{quote(db.name, safe='')}/_all_docs")["rows"]
             state[db.name] = ({row["id"]: row["value"]["rev"] for row in rows}, db.info()["update_seq"])
         return state
