@@ -39,6 +39,7 @@ import atexit
 import contextlib
 import errno
 import json
+import resource
 import shutil
 import signal
 import socket
@@ -139,6 +140,24 @@ def _stop_leftover_nodes() -> None:
             node.stop(timeout=5)
 
 
+OPEN_FILES_WANTED = 1 << 20
+
+
+def _raise_open_files_limit(pid: int) -> None:
+    """Let a pouchdb-server process open many files. It keeps every database and every view
+    index it has opened as a LevelDB store with its files open, and a long test session opens
+    thousands (each test's app has its own databases and views): at the usual limit the node
+    dies of EMFILE half-way through the suite. Raised as far as this account may (root: far;
+    others: up to their hard limit)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for wanted in (OPEN_FILES_WANTED, hard):
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (wanted, max(wanted, hard)))
+            return
+        except (OSError, ValueError):
+            continue
+
+
 class LocalNodeError(RuntimeError):
     """A local database node did not start or did not answer."""
 
@@ -221,6 +240,7 @@ class LocalNode:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _raise_open_files_limit(self._proc.pid)
         _live_nodes.add(self)
 
     def wait_ready(self, timeout: float = 30) -> None:

@@ -353,7 +353,15 @@ def analytics_size(
 ) -> dict[str, Any]:
     """Load one user with `size` notes and records on fresh databases; time each query."""
     prefix = f"bencha{uuid.uuid4().hex[:6]}_"
-    app = create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **credentials))
+    # index builds of 100,000 notes keep a node busy: a slow answer is no reason to fail over
+    config = load_config(
+        {"FLASK_ENV": "testing"},
+        couchdb_url=url,
+        db_prefix=prefix,
+        couchdb_timeout_seconds=120.0,
+        **credentials,
+    )
+    app = create_app(config)
     services = app.extensions["notebook"]
     api = Api(app.test_client())
     api.token = api(REGISTER)["register"]["accessToken"]

@@ -55,7 +55,20 @@ def app(config: Config) -> Iterator[Any]:
 
     application = create_app(config)
     yield application
-    application.extensions["notebook"].close()
+    services = application.extensions["notebook"]
+    services.stopping.set()  # no background round recreates what is dropped next
+    drop_databases(services)
+    services.close()
+
+
+def drop_databases(services: Any) -> None:
+    """Delete a test's databases: a long session would otherwise keep thousands of them (and
+    their view indexes) open in the session's database node."""
+    for db in services.databases.all():
+        try:
+            db.destroy()
+        except Exception as exc:  # noqa: BLE001 - a node a test killed or cut off: nothing to free there
+            print(f"could not drop {db.name}: {exc}")
 
 
 @pytest.fixture
