@@ -16,6 +16,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 # a secret of 32 characters drawn from fewer symbols than this was typed, not generated
 MIN_SECRET_DISTINCT_CHARACTERS = 5
 # a fresh secret for every testing process: tokens never outlive the process that signed them
@@ -111,6 +112,11 @@ class Config:
     graphql_introspection: bool = True
     graphql_field_suggestions: bool = True
     log_level: str = "INFO"
+    # GET /metrics (docs/operations.md, "Metrics"): with a token, only `Authorization: Bearer
+    # <token>` gets it; without one, only a direct loopback client that no proxy forwarded
+    metrics_token: str = field(default="", repr=False)
+    # prometheus-client's multiprocess directory; set (and cleaned) by gunicorn_config.py
+    prometheus_multiproc_dir: str = ""
     # sharing and accounts
     max_notebooks_per_user: int = 500
     argon2_time_cost: int = 3
@@ -154,6 +160,8 @@ class Config:
             raise ConfigError("WRITE_QUORUM must be 0 (automatic) or 1 to the number of database nodes")
         if self.quorum_timeout_seconds <= 0:
             raise ConfigError("QUORUM_TIMEOUT_SECONDS must be positive")
+        if self.metrics_token and len(self.metrics_token) < MIN_METRICS_TOKEN_LENGTH:
+            raise ConfigError(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
         for name in _POSITIVE_LIMITS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")
@@ -259,6 +267,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "GRAPHQL_MAX_COST": ("graphql_max_cost", int),
     "GRAPHQL_LIST_SIZE_ESTIMATE": ("graphql_list_size_estimate", int),
     "LOG_LEVEL": ("log_level", str),
+    "METRICS_TOKEN": ("metrics_token", str),
+    "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LOGIN_WINDOW_SECONDS": ("login_window_seconds", int),
     "LOGIN_FAILURES_PER_ACCOUNT_IP": ("login_failures_per_account_ip", int),

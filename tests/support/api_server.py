@@ -35,6 +35,10 @@ SETTING_PREFIXES = (
     "PASSWORD_HASH_",
     "THROTTLE_",
     "STARTUP_",
+    "METRICS_",
+    "PROMETHEUS_",
+    "HEALTH_PROBE_",
+    "WRITE_QUORUM",
 )
 
 

@@ -40,6 +40,7 @@ from notebook.database.couch.paths import encode_params, strip_credentials
 from notebook.database.couch.quorum import QuorumPush, replica_docs
 from notebook.database.couch.server_differences import REQUEST_HEADERS
 from notebook.database.couch.verification import RequestKind, WritePlan, classify
+from notebook.utils.metrics import COUCHDB_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -423,8 +424,12 @@ class CouchDBClient:
         if body is not None:
             kwargs["content"] = json.dumps(body, separators=(",", ":"))
             kwargs["headers"] = {"Content-Type": "application/json"}
+        started = time.perf_counter()
+        status = "error"
         try:
-            return self._http.request(method, node.url + path, **kwargs)
+            response = self._http.request(method, node.url + path, **kwargs)
+            status = str(response.status_code)
+            return response
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # nothing was sent; a pool timeout means we are busy, not that the node is down
             busy = isinstance(exc, httpx.PoolTimeout)
@@ -432,6 +437,8 @@ class CouchDBClient:
         except httpx.TransportError as exc:
             # read timeout, connection reset, server gone after the request went out
             raise NodeFailure(f"{type(exc).__name__} from {node.url}", sent=True) from None
+        finally:
+            COUCHDB_SECONDS.labels(node.url, status).observe(time.perf_counter() - started)
 
     def _verify(self, node: CouchNode, plan: WritePlan, timeout: float) -> None:
         """Read the plan's pending documents back from `node`; mark the ones that landed."""

@@ -28,6 +28,7 @@ import httpx
 
 from notebook.database.couch.paths import quote_id
 from notebook.database.couch.server_differences import UP_PATH, WELCOME_PATH, in_leaf_history, up_verdict
+from notebook.utils.metrics import COUCHDB_NODE_SWITCHES
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class NodePool:
         previous = self.active
         self.active = node
         self.stats[event + "s"] += 1
+        COUCHDB_NODE_SWITCHES.labels(event).inc()
         if node is self.preferred:
             self.written_elsewhere.clear()
             self.preferred_back_since = None
