@@ -135,8 +135,10 @@ def test_metrics_move_under_two_gunicorn_workers(
     notes_db = database_names(env["COUCHDB_DB_PREFIX"])["notes"]
     write_sibling(nodes, notes_db, base["id"], base["version"], "Plan (b)")
     wait_for(
-        lambda: value(scrape(server), "notebook_conflicts_resolved_total", database="notes", how="merged")
-        > value(before, "notebook_conflicts_resolved_total", database="notes", how="merged"),
+        lambda: (
+            value(scrape(server), "notebook_conflicts_resolved_total", database="notes", how="merged")
+            > value(before, "notebook_conflicts_resolved_total", database="notes", how="merged")
+        ),
         60,
         "the resolver to settle the conflict",
     )
@@ -159,10 +161,12 @@ def test_metrics_move_under_two_gunicorn_workers(
     for _ in range(5):
         graphql(server, "query Ping { me { id } }", token=token)
     after = wait_for(
-        lambda: (s := scrape(server))
-        and value(s, "notebook_couchdb_node_up", node=node0) == 0
-        and value(s, "notebook_couchdb_node_active", node=node1) == 1
-        and s,
+        lambda: (
+            (s := scrape(server))
+            and value(s, "notebook_couchdb_node_up", node=node0) == 0
+            and value(s, "notebook_couchdb_node_active", node=node1) == 1
+            and s
+        ),
         60,
         "node0 reported down and node1 active",
     )

@@ -10,7 +10,9 @@ from notebook.utils import metrics
 
 def test_operation_label_takes_the_given_name_then_the_documents_first() -> None:
     assert metrics.operation_label("Feed", "query Other { me { id } }") == "Feed"
-    assert metrics.operation_label(None, "# a comment\n  mutation CreateNote($t: String!) { x }") == "CreateNote"
+    assert (
+        metrics.operation_label(None, "# a comment\n  mutation CreateNote($t: String!) { x }") == "CreateNote"
+    )
     assert metrics.operation_label(None, "{ me { id } }") == "anonymous"
     assert metrics.operation_label("bad name!", None) == "other"
 

@@ -130,8 +130,10 @@ def metrics() -> Any:
     services = _services()
     config = services.config
     if not _allowed(config.metrics_token):
-        reason = "send 'Authorization: Bearer <METRICS_TOKEN>'" if config.metrics_token else (
-            "set METRICS_TOKEN to scrape from anywhere but this machine"
+        reason = (
+            "send 'Authorization: Bearer <METRICS_TOKEN>'"
+            if config.metrics_token
+            else ("set METRICS_TOKEN to scrape from anywhere but this machine")
         )
         return jsonify(error_body("FORBIDDEN", f"metrics are not public: {reason}")), 403
     registry = CollectorRegistry()

@@ -28,9 +28,7 @@ GRAPHQL_SECONDS = Histogram(
     ["operation", "outcome"],
     buckets=_LATENCY_BUCKETS,
 )
-GRAPHQL_ERRORS = Counter(
-    "notebook_graphql_errors", "GraphQL errors by extensions.code", ["code"]
-)
+GRAPHQL_ERRORS = Counter("notebook_graphql_errors", "GraphQL errors by extensions.code", ["code"])
 COUCHDB_SECONDS = Histogram(
     "notebook_couchdb_request_seconds",
     "Time of one HTTP request to a CouchDB node, by node and HTTP status ('error': no answer)",
