@@ -78,13 +78,29 @@ def readme_gunicorn_command(port: int, workers: int = 2) -> list[str]:
 class ServerProcess:
     """A server started with `command`, its output kept in files; stopped by its PID."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int,
+        own_session: bool = False,
+    ) -> None:  # fmt: skip
+        """`own_session`: the server leads a process group of its own, so `kill()` can end it
+        together with its workers, as a crash of the machine running it would."""
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.stderr_path = logdir / f"stderr-{port}.log"
         self.stdout_path = logdir / f"stdout-{port}.log"
         with open(self.stderr_path, "wb") as stderr, open(self.stdout_path, "wb") as stdout:
-            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+            self.process = subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=stdout, stderr=stderr, start_new_session=own_session
+            )
+        self.own_session = own_session
+
+    def kill(self) -> None:
+        """SIGKILL the server and, with `own_session`, every worker of its process group."""
+        if self.own_session:
+            os.killpg(self.process.pid, 9)  # the group our own child leads, by its id
+        else:
+            os.kill(self.process.pid, 9)
+        self.process.wait(timeout=10)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
