@@ -317,12 +317,46 @@ def _read_secret(path: Path) -> str:
     return secret
 
 
+ENV_FILE_VARIABLE = "NOTEBOOK_ENV_FILE"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines of a .env file (comments, blank lines and `export ` skipped; one pair
+    of surrounding quotes removed). A missing file is an empty one."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def process_environment() -> dict[str, str]:
+    """The process's environment over the .env file: `.env` in the working directory, or the
+    file NOTEBOOK_ENV_FILE names ("" reads none). A variable set in the environment wins."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE, ".env")
+    from_file = read_env_file(Path(env_file)) if env_file else {}
+    return {**from_file, **os.environ}
+
+
 def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
-    """Build the Config for FLASK_ENV (unset: production) from environment variables and overrides.
+    """Build the Config for FLASK_ENV (unset: production) from environment variables and overrides;
+    without `environ`, from the process's environment and the .env file (process_environment).
 
     Development without SECRET_KEY uses the secret in DEV_SECRET_KEY_FILE, generated if missing.
     """
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     env = environ.get("FLASK_ENV", "").strip().lower() or "production"
     if env not in CONFIG_CLASSES:
         raise ConfigError(f"FLASK_ENV must be one of {', '.join(CONFIG_CLASSES)}, not {env!r}")

@@ -45,6 +45,7 @@ SETTING_PREFIXES = (
 def clean_environment(**settings: str) -> dict[str, str]:
     """os.environ without any application setting, plus `settings`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
+    env["NOTEBOOK_ENV_FILE"] = ""  # a developer's .env must not change what a test runs
     env.update(settings)
     return env
 
