@@ -109,6 +109,8 @@ class Config:
     graphql_max_cost: int = 10_000
     graphql_list_size_estimate: int = 50
     graphql_explorer: bool = True
+    # where the explorer's GraphiQL and React files are (the npm packages of package.json)
+    explorer_assets_dir: str = str(PROJECT_ROOT / "node_modules")
     graphql_introspection: bool = True
     graphql_field_suggestions: bool = True
     log_level: str = "INFO"
@@ -267,6 +269,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "GRAPHQL_MAX_COST": ("graphql_max_cost", int),
     "GRAPHQL_LIST_SIZE_ESTIMATE": ("graphql_list_size_estimate", int),
     "LOG_LEVEL": ("log_level", str),
+    "EXPLORER_ASSETS_DIR": ("explorer_assets_dir", str),
     "METRICS_TOKEN": ("metrics_token", str),
     "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),

@@ -19,7 +19,7 @@ import pytest
 
 from notebook.database.design_docs import database_names
 from notebook.database.replication import ReplicationManager
-from tests.support.api_server import BIN, PROJECT_ROOT, clean_environment
+from tests.support.api_server import BIN, PROJECT_ROOT, clean_environment, serve_in_thread
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.waiting import wait_for
 
@@ -140,16 +140,8 @@ def test_monitor_reports_a_killed_node_and_alerts_once_per_incident(
 
 @pytest.fixture
 def served_app(app: Any) -> Iterator[str]:
-    """The app behind a real HTTP server on loopback (werkzeug's, in a thread)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_monitor_reads_the_app_rest_api_and_its_metrics(

@@ -3,13 +3,17 @@ HTTP server shows: startup refusals, the `Server` header, chunked bodies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -175,3 +179,19 @@ def _complete(answer: bytes) -> bool:
         if line.lower().startswith("content-length:"):
             return len(body) >= int(line.split(":", 1)[1])
     return False
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """An in-process app behind a real HTTP server on loopback (werkzeug's, in a thread), for
+    clients that need a URL (a browser, the monitor); yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

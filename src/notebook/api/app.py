@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from ariadne import graphql_sync
-from ariadne.explorer import ExplorerGraphiQL
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -32,6 +31,8 @@ from notebook.api.http_security import (
 )
 from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
 from notebook.api.metrics import blueprint as metrics_blueprint
+from notebook.api.pages import blueprint as pages_blueprint
+from notebook.api.pages import explorer_html as local_explorer_html
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
 from notebook.utils.logging import configure_logging, request_id_var
@@ -89,6 +90,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.extensions["notebook"] = services
     app.register_blueprint(replication_blueprint)
     app.register_blueprint(metrics_blueprint)
+    app.register_blueprint(pages_blueprint)
     if config.conflict_resolver:
         services.start_conflict_resolver()
     if config.replication_supervisor:
@@ -96,7 +98,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     schema = build_schema()
     limits = QueryLimits.from_config(config)
     format_error = graphql_error_formatter(config.graphql_field_suggestions)
-    explorer_html = ExplorerGraphiQL(title="NoteBook GraphQL").html(None) if config.graphql_explorer else None
+    explorer_html = local_explorer_html("NoteBook GraphQL") if config.graphql_explorer else None
     explorer_csp = explorer_policy(explorer_html) if explorer_html else ""
     CORS(app, origins=list(config.cors_origins), supports_credentials=False)
 

@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from config.settings import Config
 from notebook.api.errors import error_body
 from notebook.bootstrap import Services
 
@@ -136,13 +137,31 @@ def metrics() -> Any:
             else ("set METRICS_TOKEN to scrape from anywhere but this machine")
         )
         return jsonify(error_body("FORBIDDEN", f"metrics are not public: {reason}")), 403
-    registry = CollectorRegistry()
-    if config.prometheus_multiproc_dir:
-        MultiProcessCollector(registry, path=config.prometheus_multiproc_dir)
-    else:
-        registry = REGISTRY  # one process: its own counters
-    body = generate_latest(registry) + generate_latest(_deployment_registry(services))
+    body = generate_latest(_counters(config)) + generate_latest(_deployment_registry(services))
     return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+
+def _counters(config: Config) -> CollectorRegistry:
+    """Counters and histograms: every worker's under gunicorn, else this process's own."""
+    if not config.prometheus_multiproc_dir:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=config.prometheus_multiproc_dir)
+    return registry
+
+
+def graphql_totals(config: Config) -> tuple[float, float]:
+    """GraphQL requests so far and how many of them did not succeed, over every worker."""
+    registry = _counters(config)
+    total = failed = 0.0
+    for family in registry.collect():
+        if family.name != "notebook_graphql_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                total += sample.value
+                failed += sample.value if sample.labels.get("outcome") != "success" else 0.0
+    return total, failed
 
 
 def _deployment_registry(services: Services) -> CollectorRegistry:
