@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -225,13 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     console = Console()
     stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C or SIGTERM ends the loop after the round in progress, which is bounded by the
+        # request timeouts; a KeyboardInterrupt in the middle of a round could leave its
+        # request threads to be waited for
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
         return run(args, console, stop)
     except ConfigError as exc:
         print(f"notebook-monitor: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":
