@@ -155,7 +155,13 @@ def test_metrics_move_under_two_gunicorn_workers(
                      json={"timeoutSeconds": 20}, timeout=60)  # fmt: skip
     assert lag.status_code == 200, lag.text
 
-    during = scrape(server)
+    # the status read at a scrape converges once the lag canaries are in (a link's state may
+    # flicker while CouchDB 3's scheduler settles a job): wait for a fully healthy reading
+    during = wait_for(
+        lambda: (s := scrape(server)) and value(s, "notebook_replication_healthy") == 1 and s,
+        60,
+        "a scrape that reports replication healthy",
+    )
     # node0 goes down: the next requests fail over, the health probes see it
     nodes[0].kill()
     for _ in range(5):
