@@ -35,6 +35,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def deployment(tmp_path: Path) -> Iterator[tuple[NodeSet, ServerProcess, dict[str, str]]]:
     nodes = start_nodes(tmp_path / "nodes", 2)
     port = free_port()
+    # a directory left by an earlier run: gunicorn must empty it, or old counts would add up
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_99999.db").write_bytes(b"left over from the last run")
     env = clean_environment(
         FLASK_ENV="testing",
         COUCHDB_URL=nodes.urls[0],
@@ -46,12 +50,14 @@ def deployment(tmp_path: Path) -> Iterator[tuple[NodeSet, ServerProcess, dict[st
         CONFLICT_RESOLVER="1",
         CONFLICT_POLL_SECONDS="0.5",
         METRICS_TOKEN=METRICS_TOKEN,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         **nodes.environment(),
     )
     command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
     server = ServerProcess(command, env, PROJECT_ROOT, tmp_path, port)  # reads gunicorn.conf.py
     try:
         server.wait_ready(90)
+        assert not (metrics_dir / "counter_99999.db").exists()
         yield nodes, server, env
     finally:
         server.stop()
@@ -109,6 +115,7 @@ def test_metrics_move_under_two_gunicorn_workers(
     nodes, server, env = deployment
     node0, node1 = nodes.urls
     before = scrape(server)
+    assert value(before, "notebook_graphql_requests_total") == 0  # nothing from an earlier run
 
     # who may scrape: the token, and nobody without it
     assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 403

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from config.settings import ConfigError, load_config
+from config.settings import ConfigError, load_config, process_environment
 
 _METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -56,12 +56,14 @@ def on_starting(server: Any) -> None:
     earlier run would otherwise be added to this one's): PROMETHEUS_MULTIPROC_DIR emptied when
     set, else a fresh temporary directory that is removed again at exit."""
     global _created_metrics_dir
-    given = os.environ.get(_METRICS_DIR_VARIABLE, "")
+    given = process_environment().get(_METRICS_DIR_VARIABLE, "")  # the environment, else .env
     if given:
         directory = Path(given)
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.glob("*.db"):
             leftover.unlink()
+        # prometheus-client in the workers reads the process environment, not .env
+        os.environ[_METRICS_DIR_VARIABLE] = given
     else:
         _created_metrics_dir = tempfile.mkdtemp(prefix="notebook-metrics-")
         os.environ[_METRICS_DIR_VARIABLE] = _created_metrics_dir  # inherited by every worker
