@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,10 @@ def test_monitor_reports_a_killed_node_and_alerts_once_per_incident(
         assert all(link["state"] in ("running", "pending") for link in report["links"]), report["links"]
         assert all(set(n["databases"]) == set(database_names(prefix).values()) for n in report["nodes"])
         assert receiver.received == []
+        script = monitor_command(nodes, prefix, password_file, "--health", "--json")
+        script[0:1] = [sys.executable, str(PROJECT_ROOT / "scripts" / "monitor_cluster.py")]
+        same = subprocess.run(script, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+        assert same.returncode == 0 and json.loads(same.stdout)["verdict"] == "healthy", same.stderr
 
         nodes[1].kill()
         code, report = health()
