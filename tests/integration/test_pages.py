@@ -17,6 +17,7 @@ from tests.conftest import GraphQL
 from tests.support.api_server import serve_in_thread
 from tests.support.browser import rendered_dom
 from tests.support.servers import NodeSet, start_nodes
+from tests.support.waiting import wait_for
 
 
 def test_the_explorer_loads_its_assets_from_the_app_and_shows_the_editor(app: Any, tmp_path: Path) -> None:
@@ -87,3 +88,14 @@ def test_the_status_page_shows_nodes_links_a_chart_and_admins_only(
     assert rate_points and len(rate_points.group(1).split()) >= 1
     assert re.search(r"lag \(max \d+\.\d{3} s\)", dom)
     assert "Healthy" in dom and "none since this page opened" in dom
+
+    # node1 dies: the page shows it down, and the app's own probes list the incident
+    nodes[1].kill()
+    wait_for(lambda: not services.couch.nodes_status()[1]["healthy"], 30, "the app to see node1 down")
+    with serve_in_thread(app) as url:
+        after = rendered_dom(f"{url}/status#token={admin['token']}", tmp_path / "p4", budget_ms=4000)
+    assert re.findall(r'<tr class="node" data-healthy="(true|false)">', after) == ["true", "false"]
+    assert re.search(r'<li class="incident">[^<]* node down ' + re.escape(nodes.urls[1]), after), after[
+        -2000:
+    ]
+    assert "Degraded" in after

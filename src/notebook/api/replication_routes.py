@@ -84,7 +84,10 @@ def operator_status() -> Response:
     services = _services()
     total, failed = graphql_totals(services.config)
     body = status_json(services.replication.status())
-    return jsonify({**body, "graphqlRequests": total, "graphqlFailures": failed, "at": time.time()})
+    # node events as this process saw them (each app process probes every node itself)
+    incidents = services.couch.node_events()
+    counters = {"graphqlRequests": total, "graphqlFailures": failed}
+    return jsonify({**body, **counters, "incidents": incidents, "at": time.time()})
 
 
 @blueprint.post("/replication/setup")

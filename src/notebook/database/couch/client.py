@@ -182,6 +182,12 @@ class CouchDBClient:
         """Per node: url, healthy, active, version, latency_ms, circuit_open, last_error, last_checked."""
         return self._pool.status()
 
+    def node_events(self) -> list[dict[str, Any]]:
+        """What happened to the nodes lately, oldest first: {"at" (epoch s), "event" (node_down,
+        node_back, failover, failback), "node", "detail"}."""
+        with self._pool.lock:
+            return list(self._pool.events)
+
     def stats(self) -> dict[str, int]:
         """Counters since start: retries, failovers, failbacks, writes_verified/resent, unknown_outcomes."""
         with self._pool.lock:
