@@ -77,6 +77,8 @@ class Config:
     replication_start_jitter_seconds: float = 5.0
     health_probe_seconds: float = 1.0
     revision_retention: int = 100
+    # activity records older than this are deleted by `notebook-server prune-activity`
+    activity_retention_days: int = 365
     conflict_resolver: bool = True
     conflict_poll_seconds: float = 5.0
     # create_app waits this long for the background start-up work (schema, index builds);
@@ -121,6 +123,8 @@ class Config:
     prometheus_multiproc_dir: str = ""
     # sharing and accounts
     max_notebooks_per_user: int = 500
+    max_members_per_notebook: int = 100
+    max_tags_listed: int = 1000  # Query.tags: the most used ones
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -133,6 +137,8 @@ class Config:
     login_failures_per_account: int = 50
     register_window_seconds: int = 3600
     register_per_ip: int = 10
+    share_miss_window_seconds: int = 3600
+    share_misses_per_user: int = 20
     password_hash_concurrency: int = 2
     password_hash_wait_seconds: float = 5.0
     throttle_cache_size: int = 10_000
@@ -218,6 +224,8 @@ class ProductionConfig(Config):
 _POSITIVE_LIMITS = tuple(f.name for f in fields(Config) if f.name.startswith("graphql_max_")) + (
     "graphql_list_size_estimate",
     "max_request_bytes",
+    "max_members_per_notebook",
+    "max_tags_listed",
 )
 
 
@@ -248,6 +256,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REPLICATION_START_JITTER_SECONDS": ("replication_start_jitter_seconds", float),
     "HEALTH_PROBE_SECONDS": ("health_probe_seconds", float),
     "REVISION_RETENTION": ("revision_retention", int),
+    "ACTIVITY_RETENTION_DAYS": ("activity_retention_days", int),
     "CONFLICT_RESOLVER": ("conflict_resolver", _bool),
     "CONFLICT_POLL_SECONDS": ("conflict_poll_seconds", float),
     "STARTUP_WAIT_SECONDS": ("startup_wait_seconds", float),
@@ -279,10 +288,14 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LOGIN_FAILURES_PER_ACCOUNT": ("login_failures_per_account", int),
     "REGISTER_WINDOW_SECONDS": ("register_window_seconds", int),
     "REGISTER_PER_IP": ("register_per_ip", int),
+    "SHARE_MISS_WINDOW_SECONDS": ("share_miss_window_seconds", int),
+    "SHARE_MISSES_PER_USER": ("share_misses_per_user", int),
     "PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", int),
     "PASSWORD_HASH_WAIT_SECONDS": ("password_hash_wait_seconds", float),
     "THROTTLE_CACHE_SIZE": ("throttle_cache_size", int),
     "MAX_NOTEBOOKS_PER_USER": ("max_notebooks_per_user", int),
+    "MAX_MEMBERS_PER_NOTEBOOK": ("max_members_per_notebook", int),
+    "MAX_TAGS_LISTED": ("max_tags_listed", int),
     "ARGON2_TIME_COST": ("argon2_time_cost", int),
     "ARGON2_MEMORY_KIB": ("argon2_memory_kib", int),
     "ARGON2_PARALLELISM": ("argon2_parallelism", int),

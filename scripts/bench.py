@@ -246,7 +246,8 @@ def write_report(results: dict[str, list[Row]], out: Path, load: tuple[float, fl
         "",
         *table(results),
     ]
-    kept = quorum_section(out.read_text()) if out.exists() else ""
+    previous = out.read_text() if out.exists() else ""
+    kept = "".join(quorum_section(previous, heading) for heading in (QUORUM_HEADING, ANALYTICS_HEADING))
     out.write_text("\n".join(lines) + "\n" + NOTES + (("\n" + kept) if kept else ""))
     print("\n".join(lines))
 
@@ -267,25 +268,29 @@ round trip; on separate machines the cost is mostly the round trip to the second
 """
 
 
-def quorum_section(text: str) -> str:
-    """The quorum section of a report (from its heading to the next `## ` heading or the end)."""
-    start = text.find(QUORUM_HEADING)
+def quorum_section(text: str, heading: str = QUORUM_HEADING) -> str:
+    """A section of a report (from its heading to the next `## ` heading or the end)."""
+    start = text.find(heading)
     if start < 0:
         return ""
-    end = text.find("\n## ", start + len(QUORUM_HEADING))
+    end = text.find("\n## ", start + len(heading))
     return text[start:] if end < 0 else text[start : end + 1]
 
 
-def quorum_block(server: str, lines: list[str]) -> str:
-    return f"<!-- quorum:{server} -->\n" + "\n".join(lines) + f"\n<!-- /quorum:{server} -->\n"
+def quorum_block(server: str, lines: list[str], tag: str = "quorum") -> str:
+    return f"<!-- {tag}:{server} -->\n" + "\n".join(lines) + f"\n<!-- /{tag}:{server} -->\n"
 
 
-def write_quorum_report(server: str, lines: list[str], out: Path) -> None:
-    """Put this server's quorum table into the report's quorum section, keeping the rest."""
+def write_quorum_report(
+    server: str, lines: list[str], out: Path, heading: str = QUORUM_HEADING, intro: str = QUORUM_INTRO
+) -> None:
+    """Put this server's table into its section of the report (quorum or analytics), keeping
+    the rest."""
+    tag = "quorum" if heading == QUORUM_HEADING else "analytics"
     text = out.read_text() if out.exists() else "# Benchmarks\n"
-    section = quorum_section(text) or f"{QUORUM_HEADING}\n{QUORUM_INTRO}\n"
-    begin, end = f"<!-- quorum:{server} -->", f"<!-- /quorum:{server} -->"
-    block = quorum_block(server, lines)
+    section = quorum_section(text, heading) or f"{heading}\n{intro}\n"
+    begin, end = f"<!-- {tag}:{server} -->", f"<!-- /{tag}:{server} -->"
+    block = quorum_block(server, lines, tag)
     if begin in section and end in section:
         head, rest = section.split(begin, 1)
         new_section = head + block + rest.split(end + "\n", 1)[-1]
@@ -293,11 +298,109 @@ def write_quorum_report(server: str, lines: list[str], out: Path) -> None:
         new_section = section.rstrip("\n") + "\n\n" + block
     text = (
         text.replace(section, new_section)
-        if quorum_section(text)
+        if quorum_section(text, heading)
         else text.rstrip("\n") + "\n\n" + new_section
     )
     out.write_text(text)
     print("\n".join(lines))
+
+
+# -- activity and analytics ------------------------------------------------------------------------
+
+ANALYTICS_HEADING = "## Activity and analytics at 1,000 and 100,000 notes"
+ANALYTICS_INTRO = """
+`scripts/bench.py --analytics --server S --sizes 1000,100000`: one node, the app in process, one
+user with that many notes (loaded through `importNotes`) and as many `note.created` activity
+records spread over the last 60 days (written straight to the database, as the write path stores
+them), views built, then `--runs` requests of each query. The ratio column is p50 at the larger
+size over p50 at the smaller: 1.0 means the cost does not grow with the notes (docs/analytics.md
+says why CouchDB 3 and pouchdb-server differ on the reduce-based figures).
+"""
+STATS_QUERY = """query($tz: String) { myStats(days: 30, timezone: $tz) { notebooks notes trashedNotes words
+  topTags { tag count } notesCreatedPerDay { day count } notesUpdatedPerDay { day count } } }"""
+FEED_QUERY = """query($nb: ID, $a: String) { activity(notebookId: $nb, first: 20, after: $a) {
+  edges { node { id action at actor { email } } } pageInfo { endCursor } } }"""
+
+
+def load_activity(services: Any, user_id: str, notebook_id: str, count: int) -> None:
+    """`count` note.created records of this user, spread over the last 60 days."""
+    from notebook.core.activity import new_activity
+    from notebook.core.domain import format_time
+    from notebook.database.activity_repository import activity_to_doc
+
+    now = datetime.datetime.now(datetime.UTC)
+    step = datetime.timedelta(days=60) / max(1, count)
+    for start in range(0, count, 2000):
+        docs = [
+            activity_to_doc(
+                new_activity(
+                    "note.created",
+                    user_id,
+                    "note",
+                    f"note:{i:032x}",
+                    format_time(now - step * i),
+                    notebook_id=notebook_id,
+                    notebook_owner_id=user_id,
+                )  # fmt: skip
+            )
+            for i in range(start, min(count, start + 2000))
+        ]
+        services.databases.notes.bulk_docs(docs)
+
+
+def analytics_size(
+    url: str, credentials: dict[str, str], server: str, size: int, runs: int
+) -> dict[str, Any]:
+    """Load one user with `size` notes and records on fresh databases; time each query."""
+    prefix = f"bencha{uuid.uuid4().hex[:6]}_"
+    app = create_app(load_config({"FLASK_ENV": "testing"}, couchdb_url=url, db_prefix=prefix, **credentials))
+    services = app.extensions["notebook"]
+    api = Api(app.test_client())
+    api.token = api(REGISTER)["register"]["accessToken"]
+    me = api("{ me { id } notebooks { id } }")
+    notebook = me["notebooks"][0]["id"]
+    for batch in range(0, size, 500):
+        api(IMPORT, {"nb": notebook, "notes": [note_input(i) for i in range(batch, min(size, batch + 500))]})
+    load_activity(services, me["me"]["id"], notebook, size)
+    started = time.perf_counter()
+    warm_views(services.databases)
+    print(f"{server} {size} notes: views built in {time.perf_counter() - started:.0f} s", flush=True)
+    second = api(FEED_QUERY)["activity"]["pageInfo"]["endCursor"]
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("myStats(days: 30), UTC", lambda: api(STATS_QUERY, {"tz": "UTC"})),
+        ("myStats(days: 30), Asia/Kathmandu", lambda: api(STATS_QUERY, {"tz": "Asia/Kathmandu"})),
+        ("activity, first page of 20", lambda: api(FEED_QUERY)),
+        ("activity, next page (cursor)", lambda: api(FEED_QUERY, {"a": second})),
+        ("activity of one notebook", lambda: api(FEED_QUERY, {"nb": notebook})),
+    ]
+    try:
+        return {name: timed(fn, runs) for name, fn in cases}
+    finally:
+        services.close()
+
+
+def bench_analytics(server: str, sizes: list[int], runs: int) -> list[str]:
+    """myStats and activity latency at each size; the table's lines."""
+    load = os.getloadavg()[0]
+    measured: dict[str, dict[int, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, database_node(server, Path(tmp)) as (url, credentials):
+        for size in sizes:
+            for name, stats in analytics_size(url, credentials, server, size, runs).items():
+                measured.setdefault(name, {})[size] = stats
+    small, large = min(sizes), max(sizes)
+    lines = [
+        f"{SERVERS[server]}, {runs} requests per row, load average at the start {load:.2f}:",
+        "",
+        f"| query | {small:,} notes p50 | p95 | {large:,} notes p50 | p95 | ratio (p50) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, by_size in measured.items():
+        a, b = by_size[small], by_size[large]
+        lines.append(
+            f"| {name} | {a['p50']:.1f} ms | {a['p95']:.1f} ms | {b['p50']:.1f} ms | {b['p95']:.1f} ms "
+            f"| {b['p50'] / a['p50']:.2f} |"
+        )
+    return lines
 
 
 @contextlib.contextmanager
@@ -491,6 +594,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--quorum", action="store_true", help="only the quorum-write section (3 nodes)")
     parser.add_argument("--quorum-ops", type=int, default=200, help="requests per throughput row")
+    parser.add_argument(
+        "--analytics", action="store_true", help="only myStats and activity (docs/analytics.md)"
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     servers = list(SERVERS) if args.server == "all" else [args.server]
@@ -499,6 +605,11 @@ def main() -> int:
             write_quorum_report(server, bench_quorum(server, args.runs, args.quorum_ops), Path(args.out))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.analytics:
+        for server in servers:
+            lines = bench_analytics(server, sizes, args.runs)
+            write_quorum_report(server, lines, Path(args.out), ANALYTICS_HEADING, ANALYTICS_INTRO)
+        return 0
     results = {server: run(server, sizes, args.runs) for server in servers}
     write_report(results, Path(args.out), load)
     return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 
 from config.settings import Config
+from notebook.database.activity_repository import ActivityRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
@@ -20,6 +21,8 @@ from notebook.database.repository import (
     UserRepository,
 )
 from notebook.database.throttle_repository import ThrottleRepository
+from notebook.services.activity_service import ActivityService
+from notebook.services.analytics_service import AnalyticsService
 from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.note_service import NoteService
@@ -31,6 +34,7 @@ from notebook.services.rate_limits import (
     LoginLimits,
     PasswordHashing,
     RegisterLimits,
+    ShareLimits,
 )
 from notebook.services.replication_service import ReplicationService
 from notebook.warmup import Warmup
@@ -50,6 +54,8 @@ class Services:
     permissions: PermissionPolicy
     warmup: Warmup
     stopping: threading.Event
+    activity: ActivityService
+    analytics: AnalyticsService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
 
     def start_conflict_resolver(self) -> threading.Thread:
@@ -95,8 +101,11 @@ def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
         per_account=config.login_failures_per_account,
     )
     register = RegisterLimits(window_seconds=config.register_window_seconds, per_ip=config.register_per_ip)
-    longest = max(login.window_seconds, register.window_seconds)
-    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register)
+    share = ShareLimits(
+        window_seconds=config.share_miss_window_seconds, misses_per_user=config.share_misses_per_user
+    )
+    longest = max(login.window_seconds, register.window_seconds, share.window_seconds)
+    return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register, share)
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -137,7 +146,17 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     users = UserRepository(gated.users)
     notebook_repo = NotebookRepository(gated.notes)
     memberships = MembershipRepository(gated.notes)
-    notebooks = NotebookService(notebook_repo, memberships, users, config.max_notebooks_per_user)
+    limits = abuse_limits(config, ThrottleRepository(gated.throttle))
+    notebooks = NotebookService(
+        notebook_repo,
+        memberships,
+        users,
+        config.max_notebooks_per_user,
+        max_members_per_notebook=config.max_members_per_notebook,
+        share_misses=limits,
+    )
+    activity_store = ActivityRepository(gated.notes, gated.users, gated.activity)
+    activity = ActivityService(activity_store, notebooks, config.activity_retention_days)
     tokens = RefreshTokenRepository(gated.users)
     auth = AuthService(
         users=users,
@@ -146,7 +165,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         secret_key=config.secret_key,
         access_token_seconds=config.access_token_seconds,
         refresh_token_seconds=config.refresh_token_seconds,
-        limits=abuse_limits(config, ThrottleRepository(gated.throttle)),
+        limits=limits,
         hashing=PasswordHashing(
             config.password_hash_concurrency,
             config.password_hash_wait_seconds,
@@ -157,11 +176,12 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
             ),
         ),
         memberships=memberships,
+        activity=activity,
     )
     note_repo = NoteRepository(gated.notes)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
-    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention)
+    notes = NoteService(note_repo, notebooks, resolver, config.revision_retention, config.max_tags_listed)
     manager = ReplicationManager(
         config.all_node_urls,
         list(database_names(config.db_prefix).values()),
@@ -179,5 +199,5 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     permissions = PermissionPolicy(notebooks, note_repo.get)
     return Services(
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
-        warmup, stopping, admin_couch,
+        warmup, stopping, activity, AnalyticsService(activity_store, notes), admin_couch,
     )  # fmt: skip

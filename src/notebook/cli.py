@@ -7,6 +7,8 @@
     notebook-server nodes remove URL                        take a node out of replication
     notebook-server backup FILE                             every document into FILE (gzip, mode 0600)
     notebook-server restore FILE                            a backup into empty databases on COUCHDB_URL
+    notebook-server prune-activity [--days N]               delete activity older than N days
+                                                            (default ACTIVITY_RETENTION_DAYS)
 
 The node list is one replicated document (docs/replication.md, "Replication that runs itself"):
 every app process adopts a change at its next repair round, whatever its environment says.
@@ -109,6 +111,31 @@ def backup_command(action: str, path: str) -> int:
     return 0
 
 
+def prune_activity(days: int | None) -> int:
+    """Delete activity records (security events included) older than the retention period."""
+    from notebook.bootstrap import bootstrap
+    from notebook.core.errors import StorageError
+
+    try:
+        services = bootstrap(load_config(), install_schema=False)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    if days is not None and days < 1:
+        print("notebook-server: --days must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        deleted = services.activity.prune(days)
+    except StorageError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    kept = days if days is not None else services.config.activity_retention_days
+    print(f"deleted {deleted} activity records older than {kept} days")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="notebook-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                               ("restore", "restore FILE into empty databases")):  # fmt: skip
         command = commands.add_parser(action, help=help_text)
         command.add_argument("file", help="the backup file (gzip JSON lines)")
+    prune = commands.add_parser("prune-activity", help="delete activity older than the retention period")
+    prune.add_argument("--days", type=int, help="keep this many days (default ACTIVITY_RETENTION_DAYS)")
     args = parser.parse_args(argv)
     if args.command in ("backup", "restore"):
         return backup_command(args.command, args.file)
+    if args.command == "prune-activity":
+        return prune_activity(args.days)
     if args.command == "create-admin":
         return create_admin(args.email, args.revoke)
     if args.command == "nodes":

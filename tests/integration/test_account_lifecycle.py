@@ -134,8 +134,18 @@ def test_delete_account(app: Any, gql: GraphQL, other: GraphQL) -> None:
         "query($id: ID!) { notebook(id: $id) { members { role } } }", {"id": bob_book}, token=bob["token"]
     )
     assert [m["role"] for m in members["notebook"]["members"]] == ["OWNER"]
-    # what still names ada: the placeholder, and the note she wrote in bob's notebook
-    assert sorted(_docs_mentioning(app, ada_id)) == sorted([ada_id, written_for_bob["id"]])
+    # what still names ada: the placeholder, the note she wrote in bob's notebook, the history
+    # of bob's notebook (what she did there, and bob sharing it with her) and the deletion itself
+    mentioning = _docs_mentioning(app, ada_id)
+    records = [doc_id for doc_id in mentioning if doc_id.startswith("activity:")]
+    assert sorted(set(mentioning) - set(records)) == sorted([ada_id, written_for_bob["id"]])
+    kept = [app.extensions["notebook"].databases.notes.get_or_none(doc_id) for doc_id in records]
+    account = [app.extensions["notebook"].databases.users.get_or_none(doc_id) for doc_id in records]
+    actions = sorted(
+        (doc["action"], doc.get("notebook_owner_id")) for doc in [*kept, *account] if doc is not None
+    )
+    bob_id = bob["user"]["id"]
+    assert actions == [("note.created", bob_id), ("notebook.shared", bob_id), ("user.deleted", None)]
     # the address can be used again
     assert gql.register(ada["user"]["email"])["user"]["id"] != ada_id
 

@@ -5,6 +5,10 @@ every root field, with arguments and selections drawn by Hypothesis; they are se
 app's WSGI interface with a registered user's token, so the resolvers and services run against
 the real database node. The run is bounded by FUZZ_EXAMPLES (default 300 cases) and derandomized,
 so `make test` repeats the same cases; set FUZZ_SEED to explore others.
+
+Operations that end the session (logoutEverywhere always can; changePassword and deleteAccount
+when the fuzzer hits the password) are left out: one success would turn every later case into
+UNAUTHENTICATED. The permission matrix covers them.
 """
 
 from __future__ import annotations
@@ -23,9 +27,14 @@ import schemathesis
 import notebook.core.errors
 import notebook.database.couch
 import notebook.database.replication
+from notebook.services.permissions import OPERATIONS, PUBLIC
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 SEED = os.environ.get("FUZZ_SEED")
+SESSION_ENDING = {"Mutation.logoutEverywhere", "Mutation.changePassword", "Mutation.deleteAccount"}
+# of the cases sent to operations that need a token, at most this share may be refused as
+# UNAUTHENTICATED: more means the token stopped working and the run exercised nothing
+MAX_UNAUTHENTICATED_SHARE = 0.05
 
 
 def _internal_exception_names() -> set[str]:
@@ -70,12 +79,14 @@ def test_fuzzed_operations_never_fail_or_leak(app: Any, gql: Any) -> None:
     token = gql.register()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     schema = schemathesis.graphql.from_wsgi("/graphql", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    names = {operation.label for operation in operations}
-    assert {"Query.notes", "Mutation.createNote", "Query.me"} <= names, names
+    every_operation = [result.ok() for result in schema.get_all_operations()]
+    names = {operation.label for operation in every_operation}
+    assert {"Query.notes", "Mutation.createNote", "Query.me"} | SESSION_ENDING <= names, names
+    operations = [operation for operation in every_operation if operation.label not in SESSION_ENDING]
     strategy = st.one_of(*(operation.as_strategy() for operation in operations))
     seen: dict[str, int] = {}
     statuses: dict[int, int] = {}
+    authenticated = {"cases": 0, "refused": 0}
 
     @hypothesis.settings(
         max_examples=EXAMPLES,
@@ -91,14 +102,34 @@ def test_fuzzed_operations_never_fail_or_leak(app: Any, gql: Any) -> None:
         seen[case.operation.label] = seen.get(case.operation.label, 0) + 1
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert_clean(response.status_code, response.text, case.body)
+        if OPERATIONS[case.operation.label].kind != PUBLIC:
+            authenticated["cases"] += 1
+            authenticated["refused"] += "UNAUTHENTICATED" in _error_codes(response)
 
     if SEED is not None:
         run = hypothesis.seed(int(SEED))(run)
     run()
-    print(f"fuzz: {sum(seen.values())} requests, statuses {statuses}, operations {seen}")
+    print(
+        f"fuzz: {sum(seen.values())} requests, statuses {statuses}, operations {seen}, "
+        f"authenticated {authenticated}"
+    )
     # the run reached most operations and got real answers, not only refusals
     assert len(seen) >= len(operations) // 2, seen
     assert statuses.get(200, 0) >= EXAMPLES // 4, statuses
+    # the token stayed valid: operations behind it ran instead of answering UNAUTHENTICATED
+    assert authenticated["cases"] >= EXAMPLES // 2, authenticated
+    assert authenticated["refused"] <= MAX_UNAUTHENTICATED_SHARE * authenticated["cases"], authenticated
+
+
+def _error_codes(response: Any) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [
+        str((error.get("extensions") or {}).get("code")) for error in errors or [] if isinstance(error, dict)
+    ]
 
 
 @pytest.mark.parametrize(

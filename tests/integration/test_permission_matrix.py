@@ -124,10 +124,23 @@ CASES = [
         "query($nb: ID) { activity(notebookId: $nb) { edges { cursor } } }",
         lambda s: {"nb": s.notebook},
         READ,
-        _field("activity"),
+        lambda d, s: len(d["activity"]["edges"]) > 0,  # the notebook was created and shared
     ),
-    Case("Query.myStats", "{ myStats { notes } }", lambda s: {}, SIGNED_IN, _field("myStats")),
+    Case(
+        "Query.myStats",
+        "{ myStats { notes notesCreatedPerDay { count } } }",
+        lambda s: {},
+        SIGNED_IN,
+        lambda d, s: len(d["myStats"]["notesCreatedPerDay"]) == 30,
+    ),
     Case("Query.systemStats", "{ systemStats { users } }", lambda s: {}, ADMIN, _field("systemStats")),
+    Case(
+        "Query.securityEvents",
+        "{ securityEvents { edges { cursor } } }",
+        lambda s: {},
+        ADMIN,
+        _field("securityEvents"),
+    ),
     Case(
         "Query.replicationStatus",
         "{ replicationStatus { healthy } }",
@@ -433,9 +446,10 @@ class Matrix:
         return doc["_rev"]
 
     def snapshot(self) -> dict[str, Any]:
-        """Every document of the notes and users databases, by id and revision."""
+        """Every document of every database (notes, users, activity, throttle), by id and
+        revision: a refused call writes nothing, not even an activity record or a counted attempt."""
         state = {}
-        for db in (self.services.databases.notes, self.services.databases.users):
+        for db in self.services.databases.all():
             rows = self.services.couch.request("GET", f"{quote(db.name, safe='')}/_all_docs")["rows"]
             state[db.name] = ({row["id"]: row["value"]["rev"] for row in rows}, db.info()["update_seq"])
         return state
@@ -488,8 +502,15 @@ def test_permission_matrix(matrix: Matrix, case: Case, caller: str) -> None:
 def test_admins_may_call_the_admin_operations(matrix: Matrix) -> None:
     admin = matrix.gql.register(f"root-{uuid.uuid4().hex[:6]}@example.com")
     matrix.services.auth.set_admin(admin["user"]["email"])
-    data = matrix.do("{ systemStats { users } replicationStatus { healthy } }", token=admin["token"])
+    data = matrix.do(
+        """{ systemStats { users } replicationStatus { healthy }
+             securityEvents { edges { node { action } } } }""",
+        token=admin["token"],
+    )
     assert data["replicationStatus"]["healthy"] in (True, False)
+    assert data["systemStats"]["users"] >= 4  # the matrix's people and this admin
+    actions = [edge["node"]["action"] for edge in data["securityEvents"]["edges"]]
+    assert "security.admin_granted" in actions
     client = matrix.app.test_client()
     assert (
         client.get(

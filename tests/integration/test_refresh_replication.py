@@ -4,7 +4,8 @@ Two pouchdb-server nodes replicate both ways, each receiving through a loopback 
 the test can cut. With replication cut, the same refresh token is used on node A's app and on
 node B's app: both succeed, as neither node can know. When replication delivers the two `used`
 versions of the token, the conflict resolver sees the reuse and revokes the whole family, so
-neither successor refreshes any more, on either node.
+neither successor refreshes any more, on either node, and the access tokens issued with them
+are refused on both nodes too.
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ def test_a_refresh_token_used_on_two_nodes_revokes_its_family(pair: Partitionabl
     assert pair.gql[0].error_code(REFRESH, {"token": on_a["refreshToken"]}) == "UNAUTHENTICATED"
     # and so are the access tokens of that session, not only its refresh tokens
     assert pair.gql[0].error_code("{ me { id } }", token=on_a["accessToken"]) == "UNAUTHENTICATED"
+    assert pair.gql[0].error_code("{ me { id } }", token=on_b["accessToken"]) == "UNAUTHENTICATED"
+    # the thief's access token, issued by node B, ends on B once the user document that lists
+    # the session as ended has replicated there
+    user_id = account["user"]["id"]
+    ended = set(pair.doc_on(0, user_id, "users")["ended_sessions"])
+    assert ended, "node A lists no ended session"
+    wait_until(
+        lambda: ended <= set((pair.doc_on(1, user_id, "users") or {}).get("ended_sessions") or {}),
+        "the ended session on node B",
+    )
+    assert pair.gql[1].error_code("{ me { id } }", token=on_b["accessToken"]) == "UNAUTHENTICATED"
     wait_until(
         lambda: all((token_doc(pair, 1, t) or {}).get("revoked") for t in successors),
         "the revocation on node B",

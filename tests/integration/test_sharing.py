@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -128,15 +128,23 @@ def test_sharing_errors_are_clear(gql: GraphQL, team: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def capped_gql(config: Config) -> Iterator[GraphQL]:
+def gql_with(config: Config) -> Iterator[Callable[..., GraphQL]]:
+    """Builds a GraphQL client on an app of its own, with these settings changed."""
     from notebook.api.app import create_app
 
-    app = create_app(replace(config, max_notebooks_per_user=4))
-    yield GraphQL(app.test_client())
-    app.extensions["notebook"].close()
+    apps: list[Any] = []
+
+    def build(**settings: Any) -> GraphQL:
+        apps.append(create_app(replace(config, **settings)))
+        return GraphQL(apps[-1].test_client())
+
+    yield build
+    for app in apps:
+        app.extensions["notebook"].close()
 
 
-def test_notebooks_are_capped_and_paginated(capped_gql: GraphQL) -> None:
+def test_notebooks_are_capped_and_paginated(gql_with: Callable[..., GraphQL]) -> None:
+    capped_gql = gql_with(max_notebooks_per_user=4)
     token = capped_gql.register()["token"]
     for i in range(3):
         capped_gql.data(NEW_NOTEBOOK, {"name": f"book {i}"}, token=token)
@@ -150,3 +158,48 @@ def test_notebooks_are_capped_and_paginated(capped_gql: GraphQL) -> None:
     rest = [nb["id"] for nb in capped_gql.data(query, {"after": first[-1]}, token=token)["notebooks"]]
     assert first + rest == everything
     assert capped_gql.error_code("{ notebooks(first: 501) { id } }", token=token) == "BAD_USER_INPUT"
+
+
+def test_share_misses_are_rate_limited_per_user(gql_with: Callable[..., GraphQL]) -> None:
+    gql = gql_with(share_misses_per_user=2)
+    ada, bob, carol = gql.register(), gql.register(), gql.register()
+    notebook = gql.data(NEW_NOTEBOOK, {"name": "Team"}, token=ada["token"])["createNotebook"]["id"]
+    for n in range(2):
+        args = {"id": notebook, "email": f"nobody-{n}@example.com", "role": "VIEWER"}
+        assert gql.error_code(SHARE, args, token=ada["token"]) == "NOT_FOUND"
+    # out of misses: an address with an account gets the same refusal as one without
+    for email in ("nobody-2@example.com", bob["user"]["email"]):
+        response = gql.post(SHARE, {"id": notebook, "email": email, "role": "VIEWER"}, token=ada["token"])
+        error = response.get_json()["errors"][0]
+        assert error["extensions"]["code"] == "RATE_LIMITED"
+        assert error["extensions"]["retryAfter"] > 0
+        assert int(response.headers["Retry-After"]) == error["extensions"]["retryAfter"]
+    # counted per user: another owner still gets NOT_FOUND for an unknown address
+    own = gql.data(NEW_NOTEBOOK, {"name": "Carol's"}, token=carol["token"])["createNotebook"]["id"]
+    args = {"id": own, "email": "nobody-0@example.com", "role": "VIEWER"}
+    assert gql.error_code(SHARE, args, token=carol["token"]) == "NOT_FOUND"
+
+
+def test_members_per_notebook_are_capped(gql_with: Callable[..., GraphQL]) -> None:
+    gql = gql_with(max_members_per_notebook=1)
+    ada, bob, carol = gql.register(), gql.register(), gql.register()
+    notebook = gql.data(NEW_NOTEBOOK, {"name": "Team"}, token=ada["token"])["createNotebook"]["id"]
+    gql.data(SHARE, {"id": notebook, "email": bob["user"]["email"], "role": "VIEWER"}, token=ada["token"])
+    body = gql(SHARE, {"id": notebook, "email": carol["user"]["email"], "role": "VIEWER"}, token=ada["token"])
+    error = body["errors"][0]
+    assert (error["extensions"]["code"], error["extensions"]["reason"]) == ("BAD_USER_INPUT", "MEMBER_LIMIT")
+    assert "at most 1 member" in error["message"]
+    # changing a member's role is not a new member
+    changed = gql.data(
+        SHARE, {"id": notebook, "email": bob["user"]["email"], "role": "EDITOR"}, token=ada["token"]
+    )
+    assert [m["role"] for m in changed["shareNotebook"]["members"]] == ["OWNER", "EDITOR"]
+
+
+def test_tags_are_capped_to_the_most_used(gql_with: Callable[..., GraphQL]) -> None:
+    gql = gql_with(max_tags_listed=2)
+    token = gql.register()["token"]
+    for tags in (["work", "home", "rare"], ["work", "home"], ["work"]):
+        gql.data(NEW_NOTE, {"title": "tagged", "tags": tags}, token=token)
+    tags = gql.data("{ tags { tag count } }", token=token)["tags"]
+    assert tags == [{"tag": "work", "count": 3}, {"tag": "home", "count": 2}]

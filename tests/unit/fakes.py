@@ -11,6 +11,7 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from notebook.core.activity import Activity, count_words, quarter_bucket
 from notebook.core.domain import (
     DELETED_USER_NAME,
     Membership,
@@ -39,12 +40,14 @@ class FakeUserRepository:
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
         self.deleted: dict[str, User] = {}
+        self.events: list[Activity] = []  # activity records written with the changes
 
-    def add(self, user: User) -> None:
+    def add(self, user: User, *, events: Sequence[Activity] = ()) -> None:
         if any(existing.email == user.email for existing in self.users.values()):
             raise EmailTaken(user.email)
         user.version = _next_version(None)
         self.users[user.id] = copy.deepcopy(user)
+        self.events += events
 
     def get(self, user_id: str) -> User:
         if user_id not in self.users:
@@ -73,7 +76,7 @@ class FakeUserRepository:
             user.email_conflict = True
         return found
 
-    def change_email(self, user_id: str, email: str) -> User:
+    def change_email(self, user_id: str, email: str, *, events: Sequence[Activity] = ()) -> User:
         if any(u.email == email for uid, u in self.users.items() if uid != user_id):
             raise EmailTaken(email)
 
@@ -81,18 +84,20 @@ class FakeUserRepository:
             user.email = email
             user.email_conflict = False
 
-        return self.change(user_id, apply)
+        return self.change(user_id, apply, events=events)
 
-    def change(self, user_id: str, apply: Callable[[User], None]) -> User:
+    def change(self, user_id: str, apply: Callable[[User], None], *, events: Sequence[Activity] = ()) -> User:
         user = self.get(user_id)
         apply(user)
         user.version = _next_version(user.version)
         self.users[user_id] = copy.deepcopy(user)
+        self.events += events
         return user
 
-    def delete(self, user: User) -> None:
+    def delete(self, user: User, *, events: Sequence[Activity] = ()) -> None:
         gone = self.users.pop(user.id)
         self.deleted[user.id] = User(gone.id, "", DELETED_USER_NAME, gone.created_at)
+        self.events += events
 
 
 class FakeAttemptStore:
@@ -127,10 +132,12 @@ class FakeRefreshTokenRepository:
     def __init__(self) -> None:
         self.tokens: dict[str, RefreshToken] = {}
         self.revoked_families: set[str] = set()
+        self.events: list[Activity] = []
 
-    def add(self, token: RefreshToken) -> None:
+    def add(self, token: RefreshToken, *, events: Sequence[Activity] = ()) -> None:
         token.version = _next_version(None)
         self.tokens[token.token_hash] = copy.deepcopy(token)
+        self.events += events
 
     def get(self, token_hash: str) -> RefreshToken | None:
         token = copy.deepcopy(self.tokens.get(token_hash))
@@ -146,7 +153,8 @@ class FakeRefreshTokenRepository:
         stored.version = _next_version(stored.version)
         return True
 
-    def revoke_family(self, family: str) -> int:
+    def revoke_family(self, family: str, *, events: Sequence[Activity] = ()) -> int:
+        self.events += events
         self.revoked_families.add(family)
         revoked = [t for t in self.tokens.values() if t.family == family and not t.revoked]
         for token in revoked:
@@ -176,6 +184,7 @@ class FakeNoteStore:
         self.notes: dict[str, Note] = {}
         self.revisions: dict[str, NoteRevision] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
+        self.events: list[Activity] = []  # activity records written with the changes
 
     def drop_note(self, note_id: str) -> None:
         self.notes.pop(note_id, None)
@@ -197,9 +206,10 @@ class FakeNotebookRepository:
     def __init__(self, store: FakeNoteStore) -> None:
         self.store = store
 
-    def add(self, notebook: Notebook) -> None:
+    def add(self, notebook: Notebook, *, events: Sequence[Activity] = ()) -> None:
         notebook.version = _next_version(None)
         self.store.notebooks[notebook.id] = copy.deepcopy(notebook)
+        self.store.events += events
 
     def get(self, notebook_id: str) -> Notebook | None:
         return copy.deepcopy(self.store.notebooks.get(notebook_id))
@@ -230,14 +240,16 @@ class FakeNotebookRepository:
         owned = [nb for nb in self.store.notebooks.values() if nb.owner_id == owner_id]
         return copy.deepcopy(sorted(owned, key=lambda nb: (nb.created_at, nb.id)))
 
-    def update(self, notebook: Notebook) -> None:
+    def update(self, notebook: Notebook, *, events: Sequence[Activity] = ()) -> None:
         _save(self.store.notebooks, notebook)
+        self.store.events += events
 
     def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
         live = Counter(n.notebook_id for n in self.store.notes.values() if not n.trashed)
         return {nid: live[nid] for nid in notebook_ids}
 
-    def delete_with_notes(self, notebook: Notebook) -> int:
+    def delete_with_notes(self, notebook: Notebook, *, events: Sequence[Activity] = ()) -> int:
+        self.store.events += events
         doomed = [nid for nid, note in self.store.notes.items() if note.notebook_id == notebook.id]
         for note_id in doomed:
             self.store.drop_note(note_id)
@@ -251,7 +263,8 @@ class FakeMembershipRepository:
     def __init__(self, store: FakeNoteStore) -> None:
         self.store = store
 
-    def put(self, membership: Membership) -> None:
+    def put(self, membership: Membership, *, events: Sequence[Activity] = ()) -> None:
+        self.store.events += events
         current = self.store.memberships.get((membership.notebook_id, membership.user_id))
         if current is not None:
             membership.created_at = current.created_at
@@ -281,8 +294,11 @@ class FakeMembershipRepository:
             listed.sort(key=lambda m: (m.created_at, m.user_id))
         return members
 
-    def remove(self, notebook_id: str, user_id: str) -> bool:
-        return self.store.memberships.pop((notebook_id, user_id), None) is not None
+    def remove(self, notebook_id: str, user_id: str, *, events: Sequence[Activity] = ()) -> bool:
+        removed = self.store.memberships.pop((notebook_id, user_id), None) is not None
+        if removed:
+            self.store.events += events
+        return removed
 
     def remove_all(self, memberships: Iterable[Membership]) -> None:
         for membership in memberships:
@@ -302,13 +318,15 @@ class FakeNoteRepository:
     def __init__(self, store: FakeNoteStore) -> None:
         self.store = store
 
-    def add(self, note: Note) -> None:
+    def add(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
         note.version = _next_version(None)
         self.store.notes[note.id] = copy.deepcopy(note)
+        self.store.events += events
 
-    def add_many(self, notes: Sequence[Note]) -> list[str | None]:
+    def add_many(self, notes: Sequence[Note], *, events: Sequence[Activity] = ()) -> list[str | None]:
         for note in notes:
             self.add(note)
+        self.store.events += events
         return [None] * len(notes)
 
     def get(self, note_id: str) -> Note | None:
@@ -322,8 +340,11 @@ class FakeNoteRepository:
         current = self.store.notes.get(note_id)
         return [copy.deepcopy(current)] if current is not None and current.version in versions else []
 
-    def update(self, note: Note, revision: NoteRevision | None = None) -> None:
+    def update(
+        self, note: Note, revision: NoteRevision | None = None, *, events: Sequence[Activity] = ()
+    ) -> None:
         _save(self.store.notes, note)
+        self.store.events += events
         if revision is not None:
             self.store.revisions[revision.id] = copy.deepcopy(revision)
 
@@ -334,22 +355,25 @@ class FakeNoteRepository:
         revisions: Sequence[NoteRevision],
         *,
         restamp: bool = True,
+        events: Sequence[Activity] = (),
     ) -> None:
         """Store the winner and the revisions of the replaced versions; the losing leaves, which
         the fake does not keep, are gone with it."""
         note.conflict_versions = []
         _save(self.store.notes, note)
+        self.store.events += events
         for revision in revisions:
             self.store.revisions[revision.id] = copy.deepcopy(revision)
 
     def get_revision(self, revision_id: str) -> NoteRevision | None:
         return copy.deepcopy(self.store.revisions.get(revision_id))
 
-    def delete(self, note: Note) -> None:
+    def delete(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
         current = self.store.notes.get(note.id)
         if current is not None and current.version != note.version:
             raise VersionConflict("the note was changed by someone else", current.version)
         self.store.drop_note(note.id)
+        self.store.events += events
 
     def _newest_first(self, note_id: str, listed: bool) -> list[NoteRevision]:
         kept = [r for r in self.store.revisions.values() if r.note_id == note_id and r.listed == listed]
@@ -407,3 +431,102 @@ class FakeNoteRepository:
             (TagCount(shown[k][1], c) for k, c in totals.items()),
             key=lambda tc: (-tc.count, tc.tag.casefold()),
         )
+
+
+class FakeActivityStore:
+    """Activity records in memory: those the other fakes stored beside their changes, and
+    the security events written here; answers as the views of design_docs.py do."""
+
+    def __init__(
+        self, notes: FakeNoteStore, *others: FakeUserRepository | FakeRefreshTokenRepository
+    ) -> None:
+        self.notes = notes
+        self.others = others
+        self.security: list[Activity] = []
+
+    def _records(self) -> list[Activity]:
+        found = list(self.notes.events)
+        for other in self.others:
+            found += other.events
+        return found
+
+    def _page(self, items: list[Activity], first: int, after: str | None) -> Page:
+        ordered = sorted({a.id: a for a in items}.values(), key=lambda a: (a.at, a.id), reverse=True)
+        if after:
+            cursor = decode_cursor(after, "ACTIVITY")
+            ordered = [a for a in ordered if (a.at, a.id) < cursor]
+        page = ordered[:first]
+        cursors = [encode_cursor("ACTIVITY", a.at, a.id) for a in page]
+        return Page(copy.deepcopy(page), cursors, has_next_page=len(ordered) > first)
+
+    def user_feed(
+        self, user_id: str, shared_notebook_ids: Sequence[str], first: int, after: str | None
+    ) -> Page:
+        mine = [
+            a
+            for a in self._records()
+            if a.actor_id == user_id or a.notebook_owner_id == user_id or a.notebook_id in shared_notebook_ids
+        ]
+        return self._page(mine, first, after)
+
+    def notebook_feed(self, notebook_id: str, first: int, after: str | None) -> Page:
+        return self._page([a for a in self.notes.events if a.notebook_id == notebook_id], first, after)
+
+    def security_feed(self, first: int, after: str | None) -> Page:
+        return self._page(self.security, first, after)
+
+    def record_security(self, event: Activity) -> None:
+        if all(existing.id != event.id for existing in self.security):
+            self.security.append(event)
+
+    def actor_counts(self, user_id: str, since_bucket: str) -> dict[tuple[str, str], int]:
+        found: Counter[tuple[str, str]] = Counter()
+        for a in self.notes.events:
+            bucket = quarter_bucket(a.at)
+            if a.actor_id == user_id and bucket >= since_bucket:
+                found[(bucket, a.action)] += a.count
+        return dict(found)
+
+    def writes_per_day(self, since_day: str) -> dict[str, int]:
+        found: Counter[str] = Counter()
+        for a in self.notes.events:
+            if a.target_type in ("note", "notebook") and a.at[:10] >= since_day:
+                found[a.at[:10]] += a.count
+        return dict(found)
+
+    def active_users(self, since_day: str) -> int:
+        return len({a.actor_id for a in self._records() if a.actor_id and a.at[:10] >= since_day})
+
+    def action_total(self, action: str, since_day: str) -> int:
+        return sum(a.count for a in self.notes.events if a.action == action and a.at[:10] >= since_day)
+
+    def note_stats(self, owner: str) -> tuple[int, int, int]:
+        mine = [n for n in self.notes.notes.values() if owner == "*" or n.owner_id == owner]
+        live = [n for n in mine if not n.trashed]
+        return len(live), len(mine) - len(live), sum(count_words(n.title, n.content) for n in live)
+
+    def notebook_count(self, owner: str | None) -> int:
+        return sum(1 for nb in self.notes.notebooks.values() if owner is None or nb.owner_id == owner)
+
+    def user_count(self) -> int:
+        users = [o for o in self.others if isinstance(o, FakeUserRepository)]
+        return sum(len(u.users) for u in users)
+
+    def forget_user(self, user_id: str) -> int:
+        def kept(a: Activity) -> bool:
+            mine = a.actor_id == user_id or a.notebook_owner_id == user_id
+            return not mine or a.notebook_owner_id not in (None, user_id)
+
+        before = len(self._records())
+        self.notes.events[:] = [a for a in self.notes.events if kept(a)]
+        for other in self.others:
+            other.events[:] = [a for a in other.events if a.actor_id != user_id]
+        return before - len(self._records())
+
+    def prune_before(self, cutoff: str) -> int:
+        before = len(self._records()) + len(self.security)
+        self.notes.events[:] = [a for a in self.notes.events if a.at >= cutoff]
+        for other in self.others:
+            other.events[:] = [a for a in other.events if a.at >= cutoff]
+        self.security[:] = [a for a in self.security if a.at >= cutoff]
+        return before - len(self._records()) - len(self.security)

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import pytest
 
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, User, utc_now
-from notebook.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, VersionConflict
+from notebook.core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    VersionConflict,
+)
 from notebook.services.note_service import MAX_SEARCH_WORDS, NoteService
 from notebook.services.notebook_service import NotebookService
 from notebook.utils.crypto_utils import new_id
@@ -410,3 +417,58 @@ class TestNotebookLimits:
         for bad in (0, 501):
             with pytest.raises(InvalidInput):
                 world.notebooks.list_notebooks(ada, first=bad)
+
+    def test_members_per_notebook_are_capped(self, world: World, ada: User, bob: User) -> None:
+        world.notebooks.max_members_per_notebook = 2
+        carol, dan = world.user("carol"), world.user("dan")
+        notebook = world.notebooks.create_notebook(ada, "Team")
+        world.notebooks.share(ada, notebook.id, "bob@example.com", "EDITOR")
+        world.notebooks.share(ada, notebook.id, "carol@example.com", "VIEWER")
+        with pytest.raises(InvalidInput) as caught:
+            world.notebooks.share(ada, notebook.id, "dan@example.com", "VIEWER")
+        assert caught.value.extensions["reason"] == "MEMBER_LIMIT"
+        assert "at most 2 member" in str(caught.value)
+        assert world.notebooks.role_of(dan, notebook) is None
+        world.notebooks.share(ada, notebook.id, "carol@example.com", "EDITOR")  # a role change still works
+        assert world.notebooks.role_of(carol, notebook) == "EDITOR"
+
+    def test_tags_list_only_the_most_used(self, world: World, ada: User) -> None:
+        world.notes.max_tags_listed = 2
+        world.notes.create_note(ada, {"title": "x", "tags": ["work", "home", "rare"]})
+        world.notes.create_note(ada, {"title": "y", "tags": ["work", "home"]})
+        world.notes.create_note(ada, {"title": "z", "tags": ["work"]})
+        assert [(t.tag, t.count) for t in world.notes.tags(ada)] == [("work", 3), ("home", 2)]
+
+
+class ShareMissRecorder:
+    """A share-miss limit that records what share asked and refuses once `allowed` misses were counted."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        self.calls: list[tuple[str, str]] = []
+
+    def before_share(self, user_id: str) -> None:
+        self.calls.append(("before", user_id))
+        if sum(call == ("missed", user_id) for call in self.calls) >= self.allowed:
+            raise RateLimited("too many attempts; try again later", retryAfter=60)
+
+    def share_missed(self, user_id: str) -> None:
+        self.calls.append(("missed", user_id))
+
+
+class TestShareMisses:
+    def test_only_misses_count_and_a_refusal_hides_whether_the_address_exists(
+        self, world: World, ada: User, bob: User
+    ) -> None:
+        limit = ShareMissRecorder(allowed=1)
+        world.notebooks.share_misses = limit
+        notebook = world.notebooks.create_notebook(ada, "Team")
+        world.notebooks.share(ada, notebook.id, "bob@example.com", "VIEWER")
+        assert limit.calls == [("before", ada.id)]  # a hit is not counted
+        with pytest.raises(NotFound):
+            world.notebooks.share(ada, notebook.id, "nobody@example.com", "VIEWER")
+        assert limit.calls[-1] == ("missed", ada.id)
+        for email in ("nobody@example.com", "bob@example.com"):  # known or not: the same answer
+            with pytest.raises(RateLimited):
+                world.notebooks.share(ada, notebook.id, email, "EDITOR")
+        assert world.notebooks.role_of(bob, notebook) == "VIEWER"

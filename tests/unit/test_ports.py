@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from notebook.database.activity_repository import ActivityRepository
 from notebook.database.repository import (
     MembershipRepository,
     NotebookRepository,
@@ -21,6 +22,7 @@ from notebook.database.throttle_repository import ThrottleRepository
 from notebook.services import ports
 from notebook.services.rate_limits import AttemptStore
 from tests.unit.fakes import (
+    FakeActivityStore,
     FakeAttemptStore,
     FakeMembershipRepository,
     FakeNotebookRepository,
@@ -39,6 +41,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.NoteRevisionSource: (NoteRepository, FakeNoteRepository),
     ports.ResolutionStore: (NoteRepository, FakeNoteRepository),
     ports.NoteStore: (NoteRepository, FakeNoteRepository),
+    ports.ActivityStore: (ActivityRepository, FakeActivityStore),
     AttemptStore: (ThrottleRepository, FakeAttemptStore),
 }
 
@@ -131,6 +134,6 @@ def test_a_drifted_fake_is_reported() -> None:
     assert any(p.startswith("delete: missing") for p in problems)
     assert any(p.startswith("get: parameter id") for p in problems)
     assert any(p.startswith("get_by_email: returns") for p in problems)
-    assert any(p.startswith("change: extra parameter times") for p in problems)
+    assert any(p.startswith("change: parameter times") for p in problems)
     assert any(p.startswith("add: parameter user: 'Any'") for p in problems)
     assert not issubclass(_Drifted, ports.UserStore)

@@ -18,6 +18,7 @@ from notebook.services.rate_limits import (
     LoginLimits,
     PasswordHashing,
     RegisterLimits,
+    ShareLimits,
     Window,
     account_subject,
     ip_subject,
@@ -154,6 +155,38 @@ class TestRegister:
             limits.before_register(ATTACKER)
         assert refused.value.extensions["retryAfter"] > 0
         limits.before_register(OWNER)
+
+
+class TestShareMisses:
+    def _limits(self, store: FakeAttemptStore, clock: Clock) -> AbuseLimits:
+        counter = AttemptCounter(store, 3600, cache_size=100, clock=clock)
+        return AbuseLimits(
+            counter, LoginLimits(), RegisterLimits(), ShareLimits(window_seconds=600, misses_per_user=3)
+        )
+
+    def test_misses_per_user_then_every_share_is_refused(self, store: FakeAttemptStore, clock: Clock) -> None:
+        limits = self._limits(store, clock)
+        for _ in range(3):
+            limits.before_share("user:ada")
+            limits.share_missed("user:ada")
+        # refused before any lookup, so a known address answers like an unknown one
+        with pytest.raises(RateLimited) as refused:
+            limits.before_share("user:ada")
+        assert 0 < refused.value.extensions["retryAfter"] <= 600
+        limits.before_share("user:bob")  # counted per user
+        clock.now += 600
+        limits.before_share("user:ada")  # the misses left the window
+
+    def test_concurrent_misses_past_the_limit_are_refused(
+        self, store: FakeAttemptStore, clock: Clock
+    ) -> None:
+        limits = self._limits(store, clock)
+        for _ in range(4):  # four requests passed the check before any of them was counted
+            limits.before_share("user:ada")
+        for _ in range(3):
+            limits.share_missed("user:ada")
+        with pytest.raises(RateLimited):
+            limits.share_missed("user:ada")
 
 
 class TestBlockedCache:

@@ -23,8 +23,10 @@ from graphql import (
 )
 
 from notebook.bootstrap import Services
+from notebook.core.activity import Activity
 from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, User
 from notebook.core.errors import Forbidden, Unauthenticated
+from notebook.services.analytics_service import SystemStats, UserStats
 from notebook.services.auth_service import AuthResult
 from notebook.services.replication_service import ReplicationStatus
 
@@ -129,6 +131,9 @@ notebook_type = ObjectType("Notebook")
 note_type = ObjectType("Note")
 revision_type = ObjectType("NoteRevision")
 conflict_type = ObjectType("NoteConflict")
+activity_type = ObjectType("Activity")
+user_stats_type = ObjectType("UserStats")
+system_stats_type = ObjectType("SystemStats")
 
 
 @datetime_scalar.serializer
@@ -200,36 +205,43 @@ def resolve_tags(_: Any, info: GraphQLResolveInfo) -> list[Any]:
     return context.services.notes.tags(context.user)
 
 
+def _activity_connection(info: GraphQLResolveInfo, page: Page) -> dict[str, Any]:
+    ctx(info).users.prime(item.actor_id for item in page.items)
+    cursors = page.cursors
+    return {
+        "edges": [{"cursor": c, "node": n} for c, n in zip(cursors, page.items, strict=True)],
+        "page_info": {"has_next_page": page.has_next_page, "end_cursor": cursors[-1] if cursors else None},
+    }
+
+
 @query.field("activity")
-def resolve_activity(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
-    ctx(info).user  # noqa: B018 - authentication is required even while the feed is empty
-    return {"edges": [], "page_info": {"has_next_page": False, "end_cursor": None}}
+def resolve_activity(
+    _: Any,
+    info: GraphQLResolveInfo,
+    notebook_id: str | None = None,
+    first: int = 50,
+    after: str | None = None,
+) -> dict[str, Any]:
+    context = ctx(info)
+    return _activity_connection(info, context.services.activity.feed(context.user, notebook_id, first, after))
+
+
+@query.field("securityEvents")
+def resolve_security_events(
+    _: Any, info: GraphQLResolveInfo, first: int = 50, after: str | None = None
+) -> dict[str, Any]:
+    return _activity_connection(info, ctx(info).services.activity.security_events(first, after))
 
 
 @query.field("myStats")
-def resolve_my_stats(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
-    ctx(info).user  # noqa: B018
-    return {
-        "notebooks": 0,
-        "notes": 0,
-        "trashed_notes": 0,
-        "words": 0,
-        "top_tags": [],
-        "notes_created_per_day": [],
-        "notes_updated_per_day": [],
-    }
+def resolve_my_stats(_: Any, info: GraphQLResolveInfo, days: int = 30, timezone: str = "UTC") -> UserStats:
+    context = ctx(info)
+    return context.services.analytics.my_stats(context.user, days, timezone)
 
 
 @query.field("systemStats")
-def resolve_system_stats(_: Any, info: GraphQLResolveInfo, **_args: Any) -> dict[str, Any]:
-    return {
-        "users": 0,
-        "active_users": 0,
-        "notebooks": 0,
-        "notes": 0,
-        "writes_per_day": [],
-        "conflicts_resolved": 0,
-    }
+def resolve_system_stats(_: Any, info: GraphQLResolveInfo, days: int = 30) -> SystemStats:
+    return ctx(info).services.analytics.system_stats(days)
 
 
 @query.field("replicationStatus")
@@ -458,6 +470,21 @@ def resolve_conflicts(note: Note, info: GraphQLResolveInfo) -> list[Note]:
     return ctx(info).services.notes.conflicts(note)
 
 
+@activity_type.field("actor")
+def resolve_activity_actor(item: Activity, info: GraphQLResolveInfo) -> User | None:
+    return ctx(info).users.load(item.actor_id) if item.actor_id else None
+
+
+@user_stats_type.field("topTags")
+def resolve_top_tags(stats: UserStats, _: GraphQLResolveInfo, limit: int = 10) -> list[Any]:
+    return stats.top_tags(limit)
+
+
+@system_stats_type.field("activeUsers")
+def resolve_active_users(stats: SystemStats, _: GraphQLResolveInfo, days: int = 1) -> int:
+    return stats.active_users(days)
+
+
 @revision_type.field("author")
 def resolve_revision_author(revision: NoteRevision, info: GraphQLResolveInfo) -> User | None:
     return ctx(info).users.load(revision.author_id)
@@ -498,6 +525,9 @@ def build_schema() -> GraphQLSchema:
             note_type,
             revision_type,
             conflict_type,
+            activity_type,
+            user_stats_type,
+            system_stats_type,
             convert_names_case=True,
         )
     )

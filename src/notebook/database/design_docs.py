@@ -124,6 +124,66 @@ _REFRESH_BY_USER_VIEW = """function (doc) {
   if (doc.type === 'refresh_token') emit(doc.user_id, null);
 }"""
 
+# activity (database/activity_repository.py): the same views in the notes, users and activity
+# databases, since a record lives in the database of the change it records
+_ACTIVITY_FEED_VIEW = """function (doc) {
+  if (doc.type !== 'activity') return;
+  if (doc.security) { emit(['s:', doc.at, doc._id], null); return; }
+  if (doc.actor_id) emit(['u:' + doc.actor_id, doc.at, doc._id], null);
+  if (doc.notebook_id) emit(['n:' + doc.notebook_id, doc.at, doc._id], null);
+  if (doc.notebook_owner_id && doc.notebook_owner_id !== doc.actor_id) {
+    emit(['o:' + doc.notebook_owner_id, doc.at, doc._id], null);
+  }
+}"""
+
+# counts with a built-in reduce (_sum of `count`): ['a', actor, 15-minute bucket, action] for
+# per-user figures in any time zone, ['d', day, actor] for active users, ['w', day] for writes,
+# ['x', action, day] for totals of one action
+_ACTIVITY_COUNTS_VIEW = """function (doc) {
+  if (doc.type !== 'activity' || doc.security || typeof doc.at !== 'string') return;
+  var n = doc.count || 1;
+  var minute = Math.floor(parseInt(doc.at.substr(14, 2), 10) / 15) * 15;
+  var bucket = doc.at.substr(0, 14) + (minute < 10 ? '0' : '') + minute;
+  var day = doc.at.substr(0, 10);
+  if (doc.actor_id) {
+    emit(['a', doc.actor_id, bucket, doc.action], n);
+    emit(['d', day, doc.actor_id], 1);
+  }
+  if (doc.target_type === 'note' || doc.target_type === 'notebook') emit(['w', day], n);
+  emit(['x', doc.action, day], n);
+}"""
+
+# retention: every record by time, security events included
+_ACTIVITY_BY_TIME_VIEW = """function (doc) {
+  if (doc.type === 'activity') emit(doc.at, null);
+}"""
+
+ACTIVITY_DESIGN = "activity"
+ACTIVITY_DESIGN_DOC = {
+    "language": "javascript",
+    "views": {
+        "feed": {"map": _ACTIVITY_FEED_VIEW},
+        "counts": {"map": _ACTIVITY_COUNTS_VIEW, "reduce": "_sum"},
+        "by_time": {"map": _ACTIVITY_BY_TIME_VIEW},
+    },
+}
+
+# analytics: live and trashed notes and their words per owner, and ['*', trashed] for everyone
+_NOTE_STATS_VIEW = """function (doc) {
+  if (doc.type !== 'note') return;
+  var trashed = doc.trashed_at ? true : false;
+  emit([doc.owner_id, trashed], doc.word_count || 0);
+  emit(['*', trashed], doc.word_count || 0);
+}"""
+
+_NOTEBOOK_COUNTS_VIEW = """function (doc) {
+  if (doc.type === 'notebook') emit(doc.owner_id, null);
+}"""
+
+_USER_COUNTS_VIEW = """function (doc) {
+  if (doc.type === 'user') emit(null, null);
+}"""
+
 SHARING_VIEWS = {
     "memberships_by_user": {"map": _MEMBERSHIPS_BY_USER_VIEW},
     "memberships_by_notebook": {"map": _MEMBERSHIPS_BY_NOTEBOOK_VIEW},
@@ -157,6 +217,8 @@ NOTES_DESIGN_DOC = {
         "revisions_by_note": {"map": _REVISIONS_BY_NOTE_VIEW},
         "revisions_of_note": {"map": _REVISIONS_OF_NOTE_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},
+        "note_stats": {"map": _NOTE_STATS_VIEW, "reduce": "_stats"},
+        "notebook_counts": {"map": _NOTEBOOK_COUNTS_VIEW, "reduce": "_count"},
         **SHARING_VIEWS,
     },
 }
@@ -167,6 +229,7 @@ USERS_DESIGN_DOC = {
         "refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW},
         "refresh_by_user": {"map": _REFRESH_BY_USER_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},
+        "user_counts": {"map": _USER_COUNTS_VIEW, "reduce": "_count"},
     },
 }
 
@@ -226,6 +289,8 @@ def ensure_schema(databases: Databases, warm: bool = True, members: Sequence[str
     databases.users.ensure_design(USERS_DESIGN, USERS_DESIGN_DOC)
     databases.notes.ensure_design(NOTES_DESIGN, NOTES_DESIGN_DOC)
     databases.throttle.ensure_design(THROTTLE_DESIGN, THROTTLE_DESIGN_DOC)
+    for db in (databases.notes, databases.users, databases.activity):
+        db.ensure_design(ACTIVITY_DESIGN, ACTIVITY_DESIGN_DOC)
     if warm:
         warm_views(databases)
 
@@ -256,6 +321,9 @@ def schema_views(databases: Databases) -> list[tuple[Database, str, str]]:
             (databases.throttle, THROTTLE_DESIGN, THROTTLE_DESIGN_DOC),
             (databases.notes, NOTES_DESIGN, NOTES_DESIGN_DOC),
             (databases.users, USERS_DESIGN, USERS_DESIGN_DOC),
+            (databases.notes, ACTIVITY_DESIGN, ACTIVITY_DESIGN_DOC),
+            (databases.users, ACTIVITY_DESIGN, ACTIVITY_DESIGN_DOC),
+            (databases.activity, ACTIVITY_DESIGN, ACTIVITY_DESIGN_DOC),
         )
         for view in doc["views"]
     ]

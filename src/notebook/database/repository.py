@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from notebook.core.activity import Activity, activity_id, count_words
 from notebook.core.domain import (
     DELETED_USER_NAME,
     Membership,
@@ -26,6 +27,7 @@ from notebook.core.errors import EmailTaken, NotFound, VersionConflict
 from notebook.core.hlc import HybridClock, process_clock
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
+from notebook.database.activity_repository import with_events
 from notebook.database.couch import Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 
@@ -130,10 +132,12 @@ class UserRepository:
         except DocumentConflict:
             raise EmailTaken(email) from None
 
-    def add(self, user: User) -> None:
-        """Store a new user; raise EmailTaken if another account has this address."""
+    def add(self, user: User, *, events: Sequence[Activity] = ()) -> None:
+        """Store a new user (with the activity records of its registration); raise EmailTaken
+        if another account has this address."""
         self._claim(user, user.email)
-        user.version = self.db.put(self._stamped(_user_to_doc(user)))
+        results = write_with_events(self.db, [self._stamped(_user_to_doc(user))], events)
+        user.version = _raise_unless_written(results, user.id)
 
     def _stamped(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A clock stamp on the write: of two leaves that nodes wrote apart, the settlement
@@ -159,20 +163,24 @@ class UserRepository:
                 found[doc_id] = _deleted_user_from_doc(doc)
         return found
 
-    def change(self, user_id: str, apply: Callable[[User], None]) -> User:
-        """Apply `apply` to the current user and store it; retried if the user changes meanwhile."""
+    def change(self, user_id: str, apply: Callable[[User], None], *, events: Sequence[Activity] = ()) -> User:
+        """Apply `apply` to the current user and store it, with the change's activity records;
+        retried if the user changes meanwhile."""
         for _ in range(5):
             user = self.get(user_id)
             apply(user)
+            results = write_with_events(self.db, [self._stamped(_user_to_doc(user))], events)
             try:
-                user.version = self.db.put(self._stamped(_user_to_doc(user)))
+                user.version = _raise_unless_written(results, user.id)
             except DocumentConflict:
+                events = fresh_ids(events)
                 continue
             return user
         raise VersionConflict("the account keeps changing; try again", self.get(user_id).version)
 
-    def delete(self, user: User) -> None:
-        """Replace the account by its placeholder and free its e-mail address."""
+    def delete(self, user: User, *, events: Sequence[Activity] = ()) -> None:
+        """Replace the account by its placeholder (with the activity records of the deletion)
+        and free its e-mail address."""
         stub = {
             "_id": user.id,
             "type": DELETED_USER_TYPE,
@@ -182,7 +190,7 @@ class UserRepository:
         current = self.db.get_or_none(user.id)
         if current is not None:
             stub["_rev"] = current["_rev"]
-        self.db.put(self._stamped(stub))
+        _raise_unless_written(write_with_events(self.db, [self._stamped(stub)], events), user.id)
         self._release(user.id, user.email)
 
     def _release(self, user_id: str, email: str) -> None:
@@ -222,7 +230,7 @@ class UserRepository:
                 user.email_conflict = True
         return users
 
-    def change_email(self, user_id: str, email: str) -> User:
+    def change_email(self, user_id: str, email: str, *, events: Sequence[Activity] = ()) -> User:
         """Move an account to another address: claim the new one (EmailTaken if it is held),
         then write the account, then free the old address if the account held it."""
         user = self.get(user_id)
@@ -233,7 +241,7 @@ class UserRepository:
             current.email = email
             current.email_conflict = False
 
-        changed = self.change(user_id, apply)
+        changed = self.change(user_id, apply, events=events)
         if old != email:
             self._release(user_id, old)
         return changed
@@ -261,7 +269,8 @@ class RefreshTokenRepository:
     def _doc_id(token_hash: str) -> str:
         return f"refresh:{token_hash}"
 
-    def add(self, token: RefreshToken) -> None:
+    def add(self, token: RefreshToken, *, events: Sequence[Activity] = ()) -> None:
+        """Store a new token, with the activity records of the sign-in it belongs to."""
         doc = {
             "_id": self._doc_id(token.token_hash),
             "type": "refresh_token",
@@ -271,7 +280,7 @@ class RefreshTokenRepository:
             "used": False,
             "revoked": False,
         }
-        token.version = self.db.put(doc)
+        token.version = _raise_unless_written(write_with_events(self.db, [doc], events), str(doc["_id"]))
 
     @staticmethod
     def _family_id(family: str) -> str:
@@ -305,7 +314,7 @@ class RefreshTokenRepository:
             return False
         return True
 
-    def revoke_family(self, family: str) -> int:
+    def revoke_family(self, family: str, *, events: Sequence[Activity] = ()) -> int:
         """Revoke every token of one login session; returns how many were revoked here.
 
         A token of the family may still be on its way from another node (issued there before
@@ -320,8 +329,8 @@ class RefreshTokenRepository:
         if self.db.get_or_none(marker_id) is None:
             # written once; a concurrent writer on another node makes an equal conflict leaf
             docs.append({"_id": marker_id, "type": "refresh_family", "revoked": True})
-        if docs:
-            self.db.bulk_docs(docs)
+        if docs or events:
+            self.db.bulk_docs(with_events(docs, events))
         return revoked
 
     def revoke_user(self, user_id: str) -> int:
@@ -375,18 +384,23 @@ class MembershipRepository:
         self.db = db
         self.clock = clock or process_clock()
 
-    def put(self, membership: Membership) -> None:
-        """Create the membership, or change the role of an existing one."""
+    def put(self, membership: Membership, *, events: Sequence[Activity] = ()) -> None:
+        """Create the membership, or change the role of an existing one, with the activity
+        records of the change."""
         for _ in range(5):
             current = self.db.get_or_none(membership.id)
             if current is not None and current.get("type") == "membership":
                 self.clock.observe(current.get("hlc"))
                 membership.version = current["_rev"]
                 membership.created_at = current["created_at"]
+            doc = {**_membership_to_doc(membership), "hlc": self.clock.now()}
             try:
-                membership.version = self.db.put({**_membership_to_doc(membership), "hlc": self.clock.now()})
+                membership.version = _raise_unless_written(
+                    write_with_events(self.db, [doc], events), doc["_id"]
+                )
                 return
             except DocumentConflict:
+                events = fresh_ids(events)
                 continue
         raise VersionConflict("the membership keeps changing; try again", None)
 
@@ -427,10 +441,11 @@ class MembershipRepository:
             listed.sort(key=lambda m: (m.created_at, m.user_id))
         return members
 
-    def remove(self, notebook_id: str, user_id: str) -> bool:
-        """End a membership; False if there was none."""
+    def remove(self, notebook_id: str, user_id: str, *, events: Sequence[Activity] = ()) -> bool:
+        """End a membership (with the activity records of the change); False if there was none."""
         tombstones = _tombstones(self.db, [membership_id(notebook_id, user_id)])
-        self.db.bulk_docs(tombstones)
+        if tombstones:
+            write_with_events(self.db, tombstones, events)
         return bool(tombstones)
 
     def remove_all(self, memberships: Iterable[Membership]) -> None:
@@ -490,6 +505,42 @@ def result_for(results: Sequence[dict[str, Any]], doc_id: str) -> dict[str, Any]
     return {"id": doc_id, "error": "missing_result"}
 
 
+def write_with_events(
+    db: Database, docs: Sequence[dict[str, Any]], events: Sequence[Activity], write_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Write `docs` and the activity records of the change in one `_bulk_docs` round trip.
+
+    `_bulk_docs` is not atomic: when the first document (the change itself) is refused, the
+    records written beside it are deleted again, so that no record stands for a change that
+    did not happen (docs/analytics.md)."""
+    results = db.bulk_docs(with_events(docs, events), write_id=write_id)
+    if events and docs and result_for(results, str(docs[0]["_id"])).get("error"):
+        written = [result_for(results, event.id) for event in events]
+        undo = [
+            {"_id": r["id"], "_rev": r["rev"], "_deleted": True}
+            for r in written
+            if r.get("rev") and not r.get("error")
+        ]
+        if undo:
+            db.bulk_docs(undo)
+    return results
+
+
+def fresh_ids(events: Sequence[Activity]) -> list[Activity]:
+    """The same records under new ids, for another attempt of a write that was refused."""
+    return [replace(event, id=activity_id(event.at)) for event in events]
+
+
+def _raise_unless_written(results: Sequence[dict[str, Any]], doc_id: str) -> str:
+    """The new revision of `doc_id`; DocumentConflict or RuntimeError when it was refused."""
+    result = result_for(results, doc_id)
+    if result.get("error") == "conflict":
+        raise DocumentConflict(409, "conflict", f"{doc_id}: document update conflict")
+    if result.get("error"):
+        raise RuntimeError(f"write of {doc_id} failed: {result['error']}")
+    return str(result["rev"])
+
+
 class NotebookRepository:
     """Notebooks; each write carries a clock stamp, so that of two edits made on nodes apart
     the later one is kept when they heal."""
@@ -498,9 +549,9 @@ class NotebookRepository:
         self.db = db
         self.clock = clock or process_clock()
 
-    def add(self, notebook: Notebook) -> None:
+    def add(self, notebook: Notebook, *, events: Sequence[Activity] = ()) -> None:
         doc = {**_notebook_to_doc(notebook), "hlc": self.clock.now()}
-        notebook.version = self.db.put(doc)
+        notebook.version = _raise_unless_written(write_with_events(self.db, [doc], events), notebook.id)
 
     def get(self, notebook_id: str) -> Notebook | None:
         doc = self.db.get_or_none(notebook_id)
@@ -557,10 +608,12 @@ class NotebookRepository:
         )["rows"]
         return [_notebook_from_doc(row["doc"]) for row in rows if row.get("doc")]
 
-    def update(self, notebook: Notebook) -> None:
-        """Write changes made to `notebook`; its `version` must still be current."""
+    def update(self, notebook: Notebook, *, events: Sequence[Activity] = ()) -> None:
+        """Write changes made to `notebook` with their activity records; its `version` must
+        still be current."""
+        doc = {**_notebook_to_doc(notebook), "hlc": self.clock.now()}
         try:
-            notebook.version = self.db.put({**_notebook_to_doc(notebook), "hlc": self.clock.now()})
+            notebook.version = _raise_unless_written(write_with_events(self.db, [doc], events), notebook.id)
         except DocumentConflict:
             current = _current_rev(self.db, notebook.id)
             raise VersionConflict("the notebook was changed by someone else", current) from None
@@ -576,8 +629,11 @@ class NotebookRepository:
             counts[row["key"][0]] = row["value"]
         return counts
 
-    def delete_with_notes(self, notebook: Notebook, batch: int = 500) -> int:
-        """Delete a notebook and every document that belongs to it; returns notes deleted."""
+    def delete_with_notes(
+        self, notebook: Notebook, *, events: Sequence[Activity] = (), batch: int = 500
+    ) -> int:
+        """Delete a notebook and every document that belongs to it; returns notes deleted. The
+        activity records go with the notebook's own deletion, the last write."""
         deleted = 0
         for trashed in (False, True):
             while True:
@@ -600,7 +656,8 @@ class NotebookRepository:
                 deleted += len(note_ids)
         members = self.db.view(NOTES_DESIGN, "memberships_by_notebook", key=notebook.id)["rows"]
         docs = _tombstones(self.db, [row["id"] for row in members])
-        self.db.bulk_docs(docs + [{"_id": notebook.id, "_rev": notebook.version, "_deleted": True}])
+        mine = {"_id": notebook.id, "_rev": notebook.version, "_deleted": True}
+        write_with_events(self.db, [mine, *docs], events)
         return deleted
 
 
@@ -622,6 +679,7 @@ def note_to_doc(note: Note) -> dict[str, Any]:
         "updated_by": note.updated_by,
         "title_key": title_sort_key(note.title),
         "tokens": note_tokens(note.title, note.content),
+        "word_count": count_words(note.title, note.content),
         "hlc": note.hlc,
     }
     if note.version:
@@ -724,18 +782,18 @@ class NoteRepository:
             notes[doc_id] = note
         return notes
 
-    def add(self, note: Note) -> None:
+    def add(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
         self._stamp(note)
-        doc = note_to_doc(note)
-        note.version = self.db.put(doc)
+        note.version = _raise_unless_written(write_with_events(self.db, [note_to_doc(note)], events), note.id)
 
-    def add_many(self, notes: Sequence[Note]) -> list[str | None]:
-        """Store new notes in one round trip; per note, None or the error."""
+    def add_many(self, notes: Sequence[Note], *, events: Sequence[Activity] = ()) -> list[str | None]:
+        """Store new notes in one round trip with the import's activity records; per note,
+        None or the error."""
         for note in notes:
             self._stamp(note)
         docs = [note_to_doc(note) for note in notes]
         errors: list[str | None] = []
-        results = self.db.bulk_docs(docs)
+        results = self.db.bulk_docs(with_events(docs, events))
         for note in notes:
             result = result_for(results, note.id)
             if result.get("error"):
@@ -765,14 +823,16 @@ class NoteRepository:
             self.clock.observe(note.hlc)
         return found
 
-    def update(self, note: Note, revision: NoteRevision | None = None) -> None:
+    def update(
+        self, note: Note, revision: NoteRevision | None = None, *, events: Sequence[Activity] = ()
+    ) -> None:
         """Write changes made to `note` (its `version` must be current: the visible leaf, or
         any other leaf, which the write extends) together with the revision that keeps the
-        replaced version, in one round trip."""
+        replaced version and the change's activity records, in one round trip."""
         self._stamp(note)
         doc = note_to_doc(note)
         docs = [doc] if revision is None else [doc, revision_to_doc(revision, note)]
-        result = result_for(self.db.bulk_docs(docs), note.id)
+        result = result_for(write_with_events(self.db, docs, events), note.id)
         if result.get("error") == "conflict":
             raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
         if result.get("error"):
@@ -783,12 +843,12 @@ class NoteRepository:
         current = self.get(note_id)
         return current.version if current else None
 
-    def delete(self, note: Note) -> None:
-        """Delete a note and every revision of it."""
+    def delete(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
+        """Delete a note and every revision of it, with the deletion's activity records."""
         rows = self.db.view(NOTES_DESIGN, "revisions_of_note", key=note.id)["rows"]
         docs = [{"_id": note.id, "_rev": note.version, "_deleted": True}]
         docs += _tombstones(self.db, [row["id"] for row in rows])
-        if result_for(self.db.bulk_docs(docs), note.id).get("error") == "conflict":
+        if result_for(write_with_events(self.db, docs, events), note.id).get("error") == "conflict":
             raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
 
     def write_resolution(
@@ -798,9 +858,11 @@ class NoteRepository:
         revisions: Sequence[NoteRevision],
         *,
         restamp: bool = True,
+        events: Sequence[Activity] = (),
     ) -> None:
-        """Settle a conflict in one round trip: the winner, a deletion per losing leaf and the
-        revisions keeping every replaced version. Raises VersionConflict if the winner moved on.
+        """Settle a conflict in one round trip: the winner, a deletion per losing leaf, the
+        revisions keeping every replaced version and the activity record. Raises
+        VersionConflict if the winner moved on.
 
         `restamp=False` keeps the stamp the caller gave: the resolver's, which every node's
         resolver computes alike from the leaves, so that their answers are one revision."""
@@ -815,7 +877,7 @@ class NoteRepository:
         docs += [revision_to_doc(revision, note) for revision in revisions]
         # the same answer from every node's resolver is the same revision (resolution_write_id)
         replaced = [note.version or "", *losing_versions]
-        results = self.db.bulk_docs(docs, write_id=resolution_write_id(note.id, replaced))
+        results = write_with_events(self.db, docs, events, write_id=resolution_write_id(note.id, replaced))
         written = {
             r["rev"] for r in results if r.get("id") == note.id and r.get("rev") and not r.get("error")
         }

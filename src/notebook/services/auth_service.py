@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from notebook.core import validation
+from notebook.core.activity import Activity, new_activity
 from notebook.core.domain import NOTEBOOK_PREFIX, USER_PREFIX, Notebook, RefreshToken, User, utc_now
-from notebook.core.errors import EmailTaken, Forbidden, InvalidInput, NotFound, Unauthenticated
+from notebook.core.errors import EmailTaken, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
+from notebook.services.activity_service import ActivityService
 from notebook.services.ports import MembershipStore, NotebookStore, RefreshTokenStore, UserStore
 from notebook.services.rate_limits import AbuseLimits, PasswordHashing
 from notebook.utils import crypto_utils
@@ -17,6 +19,10 @@ from notebook.utils import crypto_utils
 security_log = logging.getLogger("notebook.security")
 
 DEFAULT_NOTEBOOK_NAME = "My notes"
+
+
+def _account_event(action: str, user: User, at: str) -> Activity:
+    return new_activity(action, user.id, "user", user.id, at)
 
 
 def family_session_id(family: str) -> str:
@@ -51,6 +57,7 @@ class AuthService:
         hashing: PasswordHashing,
         memberships: MembershipStore | None = None,
         clock: Callable[[], float] = time.time,
+        activity: ActivityService | None = None,
     ) -> None:
         self.users = users
         self.tokens = tokens
@@ -62,6 +69,22 @@ class AuthService:
         self.hashing = hashing
         self.memberships = memberships
         self.clock = clock
+        self.activity = activity  # security events (failed sign-ins, limits, token reuse)
+
+    def _security_event(self, action: str, target_type: str, target_id: str, **fields: str | None) -> None:
+        if self.activity is not None:
+            self.activity.security_event(action, target_type, target_id, **fields)  # type: ignore[arg-type]
+
+    def _limited(self, check: Callable[[], None], key: str, client_ip: str) -> None:
+        """Run a rate-limit check; a refusal is recorded (once a minute per key) and raised."""
+        try:
+            check()
+        except RateLimited:
+            self._security_event(
+                "security.rate_limited", "client", client_ip or "unknown",
+                detail=f"from {client_ip or 'an unknown address'}", dedupe=f"{key}|{client_ip}",
+            )  # fmt: skip
+            raise
 
     def register(
         self, email: str, password: str, display_name: str | None = None, client_ip: str = ""
@@ -73,7 +96,7 @@ class AuthService:
         email = validation.email(email)
         password = validation.password(password)
         display_name = validation.display_name(display_name)
-        self.limits.before_register(client_ip)
+        self._limited(lambda: self.limits.before_register(client_ip), "register", client_ip)
         now = utc_now()
         user = User(
             id=crypto_utils.new_id(USER_PREFIX),
@@ -84,7 +107,7 @@ class AuthService:
             default_notebook_id=crypto_utils.new_id(NOTEBOOK_PREFIX),
         )
         try:
-            self.users.add(user)
+            self.users.add(user, events=[_account_event("user.registered", user, now)])
         except EmailTaken:
             raise InvalidInput("an account with this email already exists", field="email") from None
         self.notebooks.add(
@@ -103,16 +126,22 @@ class AuthService:
         """Log in; an unknown email and a wrong password get the same answer after the same work
         (one argon2 verification and one counted failure)."""
         key = str(email).strip().lower()
-        self.limits.before_login(key, client_ip)
+        self._limited(lambda: self.limits.before_login(key, client_ip), f"login|{key}", client_ip)
         user = self._verified(key, str(password)) if isinstance(email, str) else None
         if user is None:
             self.limits.login_failed(key, client_ip)
             security_log.info("login failed", extra={"event": "login_failed", "client_ip": client_ip})
+            # the address is named by a digest only: the record must not collect e-mail addresses
+            self._security_event(
+                "security.login_failed", "account", crypto_utils.token_digest(key)[:32],
+                detail=f"from {client_ip or 'an unknown address'}",
+            )  # fmt: skip
             raise Unauthenticated("wrong email or password")
         if user.email_conflict:
             user = self._flag_email_conflict(user)
         user = self._rehash_if_needed(user, str(password))
-        return self._issue(user, family=crypto_utils.random_token())
+        login = _account_event("user.login", user, utc_now())
+        return self._issue(user, family=crypto_utils.random_token(), events=[login])
 
     def _verified(self, email: str, password: str) -> User | None:
         """The account of this address whose password this is. Usually one candidate and one
@@ -144,7 +173,8 @@ class AuthService:
             raise InvalidInput("this account's e-mail address is its own; nothing to confirm", field="email")
         email = validation.email(email)
         try:
-            user = self.users.change_email(actor.id, email)
+            event = _account_event("user.email_changed", actor, utc_now())
+            user = self.users.change_email(actor.id, email, events=[event])
         except EmailTaken:
             raise InvalidInput("an account with this email already exists", field="email") from None
         security_log.warning(
@@ -164,6 +194,10 @@ class AuthService:
             raise Unauthenticated("invalid refresh token")
         if stored.used or not self.tokens.mark_used(stored):
             self.end_session(stored.user_id, stored.family)
+            self._security_event(
+                "security.refresh_reuse", "user", stored.user_id,
+                actor_id=stored.user_id, detail=f"from {client_ip or 'an unknown address'}",
+            )  # fmt: skip
             security_log.warning(
                 "refresh token reused; session revoked",
                 extra={"event": "refresh_reuse", "user_id": stored.user_id, "client_ip": client_ip},
@@ -176,7 +210,7 @@ class AuthService:
         stored = self.tokens.get(crypto_utils.token_digest(refresh_token))
         if stored is None:
             return False
-        self.end_session(stored.user_id, stored.family)
+        self.end_session(stored.user_id, stored.family, action="user.logout")
         return True
 
     def authenticate(self, access_token: str) -> User:
@@ -205,7 +239,10 @@ class AuthService:
         def apply(current: User) -> None:
             current.is_admin = is_admin
 
-        return self.users.change(user.id, apply)
+        changed = self.users.change(user.id, apply)
+        action = "security.admin_granted" if is_admin else "security.admin_revoked"
+        self._security_event(action, "user", user.id, detail="by the create-admin command")
+        return changed
 
     # the caller's account ----------------------------------------------------------------------
     def change_password(
@@ -219,13 +256,16 @@ class AuthService:
             user.password_hash = new_hash
             self._new_epoch(user)
 
-        user = self.users.change(actor.id, apply)
+        user = self.users.change(
+            actor.id, apply, events=[_account_event("user.password_changed", actor, utc_now())]
+        )
         self.tokens.revoke_user(actor.id)
         return self._issue(user, family=crypto_utils.random_token())
 
     def logout_everywhere(self, actor: User) -> bool:
         """End every session of the account, on every device."""
-        self.users.change(actor.id, self._new_epoch)
+        event = _account_event("user.logout_everywhere", actor, utc_now())
+        self.users.change(actor.id, self._new_epoch, events=[event])
         self.tokens.revoke_user(actor.id)
         return True
 
@@ -241,7 +281,9 @@ class AuthService:
         if self.memberships is not None:
             self.memberships.remove_all(self.memberships.for_user(user.id))
         self.tokens.delete_user_tokens(user.id)
-        self.users.delete(user)
+        if self.activity is not None:
+            self.activity.forget(user.id)
+        self.users.delete(user, events=[_account_event("user.deleted", user, utc_now())])
         return True
 
     def _check_password(self, actor: User, password: str, client_ip: str) -> None:
@@ -257,9 +299,10 @@ class AuthService:
         user.session_epoch += 1
         user.ended_sessions = {}  # the new epoch ends them all
 
-    def end_session(self, user_id: str, family: str) -> None:
+    def end_session(self, user_id: str, family: str, action: str | None = None) -> None:
         """Revoke a session's refresh tokens and note on the user that its access tokens end;
-        the note is kept as long as one of them could still be valid."""
+        the note is kept as long as one of them could still be valid. `action` (a sign-out)
+        is recorded with the change of the user."""
         self.tokens.revoke_family(family)
         now = self.clock()
 
@@ -268,8 +311,11 @@ class AuthService:
             user.ended_sessions = {sid: at for sid, at in user.ended_sessions.items() if at >= horizon}
             user.ended_sessions[family_session_id(family)] = now
 
+        events: list[Activity] = []
+        if action is not None:
+            events.append(new_activity(action, user_id, "user", user_id, utc_now()))
         try:
-            self.users.change(user_id, apply)
+            self.users.change(user_id, apply, events=events)
         except NotFound:
             pass  # the account is gone, and its tokens with it
 
@@ -284,7 +330,7 @@ class AuthService:
 
         return self.users.change(user.id, apply)
 
-    def _issue(self, user: User, family: str) -> AuthResult:
+    def _issue(self, user: User, family: str, events: Sequence[Activity] = ()) -> AuthResult:
         refresh_token = crypto_utils.random_token()
         self.tokens.add(
             RefreshToken(
@@ -292,7 +338,8 @@ class AuthService:
                 user_id=user.id,
                 family=family,
                 expires_at=time.time() + self.refresh_token_seconds,
-            )
+            ),
+            events=events,
         )
         access = crypto_utils.issue_access_token(
             self.secret_key,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from notebook.core import validation
+from notebook.core import hlc, validation
+from notebook.core.activity import Activity, deterministic_suffix, new_activity
 from notebook.core.domain import (
     METADATA_REASON,
     Note,
@@ -42,6 +43,20 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 _MAX_SIGHTINGS = 10_000  # conflicted ids remembered so each is counted once as detected
+
+
+def _merge_event(result: Note, losing: Sequence[str]) -> Activity:
+    """The record of an automatic merge, the same on every node: its time comes from the
+    merge's clock stamp and its id from the leaves it settles, so every node's resolver writes
+    one identical document (their resolution writes share one write id) instead of one each."""
+    parsed = hlc.parse(result.hlc)
+    moment = datetime.fromtimestamp(parsed[0] / 1000, UTC) if parsed else datetime.now(UTC)
+    at = format_time(moment)
+    return new_activity(
+        "note.conflict_resolved", None, "note", result.id, at,
+        notebook_id=result.notebook_id, notebook_owner_id=result.owner_id,
+        unique=deterministic_suffix(result.id, result.version or "", *losing), detail="merged automatically",
+    )  # fmt: skip
 
 
 class BaseNotHereYet(Exception):
@@ -256,9 +271,10 @@ class ConflictResolver:
             revisions = [NoteRevision.of(loser, _loser_reason(loser, kept)) for loser, _ in losers]
             changed = kept != _fields(version_of(winner))
             revisions.append(NoteRevision.of(winner, "CONFLICT_MERGE" if changed else METADATA_REASON))
+            losing = [leaf.rev for leaf in loser_leaves]
             try:
                 self.notes.write_resolution(
-                    result, [leaf.rev for leaf in loser_leaves], revisions, restamp=False
+                    result, losing, revisions, restamp=False, events=[_merge_event(result, losing)]
                 )
                 return True
             except VersionConflict:
@@ -315,5 +331,9 @@ class ConflictResolver:
             )
             for v, leaf_note in by_version.items()
         ]
-        self.notes.write_resolution(result, [leaf.rev for leaf in leaves[1:]], revisions)
+        event = new_activity(
+            "note.conflict_resolved", actor.id, "note", result.id, result.updated_at,
+            notebook_id=result.notebook_id, notebook_owner_id=result.owner_id, detail="by a person",
+        )  # fmt: skip
+        self.notes.write_resolution(result, [leaf.rev for leaf in leaves[1:]], revisions, events=[event])
         return result

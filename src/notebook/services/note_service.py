@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notebook.core import validation
+from notebook.core.activity import Activity, new_activity
 from notebook.core.domain import (
     METADATA_REASON,
     NOTE_PREFIX,
@@ -41,6 +42,14 @@ class ImportResult:
     errors: list[str] = field(default_factory=list)
 
 
+def _note_event(action: str, actor: User, note: Note, at: str) -> Activity:
+    """The record of a change to a note: in its notebook, seen by the notebook's owner (a
+    note's owner is its notebook's)."""
+    return new_activity(
+        action, actor.id, "note", note.id, at, notebook_id=note.notebook_id, notebook_owner_id=note.owner_id
+    )
+
+
 def _generation(version: str | None) -> int:
     return int((version or "0").partition("-")[0] or 0)
 
@@ -52,11 +61,13 @@ class NoteService:
         notebooks: NotebookService,
         resolver: ConflictResolver,
         revision_retention: int = 100,
+        max_tags_listed: int = 1000,
     ) -> None:
         self.notes = notes
         self.notebook_service = notebooks
         self.resolver = resolver
         self.revision_retention = revision_retention
+        self.max_tags_listed = max_tags_listed
 
     # reading ---------------------------------------------------------------------------------
     def get_note(self, actor: User, note_id: str) -> Note:
@@ -112,9 +123,15 @@ class NoteService:
             return self.notes.count("n:" + notebook_id, trashed)
         return self.notes.count("o:" + actor.id, trashed, self.notebook_service.shared_notebook_ids(actor))
 
+    def own_tags(self, actor: User) -> list[TagCount]:
+        """Tags of the live notes in the actor's own notebooks, most used first."""
+        return self.notes.tag_counts("o:" + actor.id)
+
     def tags(self, actor: User) -> list[TagCount]:
-        """Tags of every live note the actor can read, own and shared."""
-        return self.notes.tag_counts("o:" + actor.id, self.notebook_service.shared_notebook_ids(actor))
+        """Tags of every live note the actor can read, own and shared: the `max_tags_listed`
+        most used (the store lists them most used first)."""
+        counts = self.notes.tag_counts("o:" + actor.id, self.notebook_service.shared_notebook_ids(actor))
+        return counts[: self.max_tags_listed]
 
     # writing ---------------------------------------------------------------------------------
     def _new_note(self, actor: User, notebook: Notebook, fields: Mapping[str, Any]) -> Note:
@@ -142,7 +159,7 @@ class NoteService:
     def create_note(self, actor: User, fields: Mapping[str, Any]) -> Note:
         notebook = self._target_notebook(actor, fields.get("notebook_id"))
         note = self._new_note(actor, notebook, fields)
-        self.notes.add(note)
+        self.notes.add(note, events=[_note_event("note.created", actor, note, note.created_at)])
         return note
 
     def _editable(self, actor: User, note_id: str, minimum: str = "EDITOR") -> Note:
@@ -156,7 +173,7 @@ class NoteService:
             raise VersionConflict("the note was changed by someone else", note.version)
         previous = NoteRevision.of(note, "EDIT")
         validation.apply_note_input(note, changes)
-        return self._save(actor, note, previous)
+        return self._save(actor, note, previous, "note.updated")
 
     def move_note(self, actor: User, note_id: str, notebook_id: str) -> Note:
         """Move a note; this needs edit rights in both notebooks. It takes the owner of the
@@ -168,7 +185,7 @@ class NoteService:
         previous = NoteRevision.of(note, METADATA_REASON)
         note.notebook_id = target.id
         note.owner_id = target.owner_id
-        return self._save(actor, note, previous)
+        return self._save(actor, note, previous, "note.moved")
 
     def trash_note(self, actor: User, note_id: str) -> Note:
         note = self._editable(actor, note_id)
@@ -176,7 +193,7 @@ class NoteService:
             return note
         previous = NoteRevision.of(note, METADATA_REASON)
         note.trashed_at = utc_now()
-        return self._save(actor, note, previous)
+        return self._save(actor, note, previous, "note.trashed")
 
     def restore_note(self, actor: User, note_id: str) -> Note:
         note = self._editable(actor, note_id)
@@ -184,14 +201,14 @@ class NoteService:
             return note
         previous = NoteRevision.of(note, METADATA_REASON)
         note.trashed_at = None
-        return self._save(actor, note, previous)
+        return self._save(actor, note, previous, "note.restored")
 
     def delete_note(self, actor: User, note_id: str) -> bool:
         """Permanent deletion is the notebook owner's; editors trash and restore."""
         note = self._editable(actor, note_id, "OWNER")
         if not note.trashed:
             raise InvalidInput("only a note in the trash can be deleted; trash it first", field="id")
-        self.notes.delete(note)
+        self.notes.delete(note, events=[_note_event("note.deleted", actor, note, utc_now())])
         return True
 
     def import_notes(self, actor: User, notebook_id: str, items: Sequence[Mapping[str, Any]]) -> ImportResult:
@@ -209,7 +226,13 @@ class NoteService:
                 result.errors.append(f"notes[{index}]: {exc.message}")
         for start in range(0, len(valid), IMPORT_BATCH):
             batch = valid[start : start + IMPORT_BATCH]
-            for note, error in zip(batch, self.notes.add_many(batch), strict=True):
+            # one record per batch, counting its notes (one per import of up to IMPORT_BATCH)
+            record = new_activity(
+                "note.imported", actor.id, "notebook", notebook.id, utc_now(),
+                notebook_id=notebook.id, notebook_owner_id=notebook.owner_id,
+                count=len(batch), detail=f"{len(batch)} notes",
+            )  # fmt: skip
+            for note, error in zip(batch, self.notes.add_many(batch, events=[record]), strict=True):
                 if error is None:
                     result.imported += 1
                 else:
@@ -217,7 +240,7 @@ class NoteService:
                     result.errors.append(f"{note.title[:40]}: {error}")
         return result
 
-    def _save(self, actor: User, note: Note, previous: NoteRevision) -> Note:
+    def _save(self, actor: User, note: Note, previous: NoteRevision, action: str) -> Note:
         """Write the note with the revision keeping the version it replaces: every replaced
         version has one (conflict merges read their base from it); one that differs from the
         new version only in metadata is kept but not listed."""
@@ -225,7 +248,7 @@ class NoteService:
             previous.reason = METADATA_REASON
         note.updated_at = utc_now()
         note.updated_by = actor.id
-        self.notes.update(note, previous)
+        self.notes.update(note, previous, events=[_note_event(action, actor, note, note.updated_at)])
         if _generation(note.version) % PRUNE_EVERY == 0:
             self.notes.prune_revisions(note.id, self.revision_retention)
         return note
@@ -243,7 +266,7 @@ class NoteService:
             raise NotFound("revision not found")
         previous = NoteRevision.of(note, "RESTORE")
         note.title, note.content, note.tags = revision.title, revision.content, list(revision.tags)
-        return self._save(actor, note, previous)
+        return self._save(actor, note, previous, "note.revision_restored")
 
     def conflicts(self, note: Note) -> list[Note]:
         """The competing versions replication left on a note, as notes."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from notebook.core import validation
+from notebook.core.activity import Activity, new_activity
 from notebook.core.domain import (
     NOTEBOOK_PREFIX,
     ROLES,
@@ -19,9 +20,19 @@ from notebook.core.domain import (
 )
 from notebook.core.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from notebook.services.ports import MembershipStore, NotebookStore, UserDirectory
+from notebook.services.rate_limits import NoShareMissLimit, ShareMissLimit
 from notebook.utils.crypto_utils import new_id
 
 MAX_NOTEBOOK_PAGE = 500
+
+
+def _notebook_event(
+    action: str, actor: User, notebook: Notebook, at: str, detail: str | None = None
+) -> Activity:
+    return new_activity(
+        action, actor.id, "notebook", notebook.id, at,
+        notebook_id=notebook.id, notebook_owner_id=notebook.owner_id, detail=detail,
+    )  # fmt: skip
 
 
 class NotebookService:
@@ -34,11 +45,15 @@ class NotebookService:
         memberships: MembershipStore,
         users: UserDirectory,
         max_notebooks_per_user: int = 500,
+        max_members_per_notebook: int = 100,
+        share_misses: ShareMissLimit | None = None,
     ) -> None:
         self.notebooks = notebooks
         self.memberships = memberships
         self.users = users
         self.max_notebooks_per_user = max_notebooks_per_user
+        self.max_members_per_notebook = max_members_per_notebook
+        self.share_misses = share_misses or NoShareMissLimit()
 
     # roles -------------------------------------------------------------------------------------
     def role_of(self, actor: User, notebook: Notebook) -> str | None:
@@ -105,7 +120,7 @@ class NotebookService:
             created_at=now,
             updated_at=now,
         )
-        self.notebooks.add(notebook)
+        self.notebooks.add(notebook, events=[_notebook_event("notebook.created", actor, notebook, now)])
         return notebook
 
     def update_notebook(
@@ -119,7 +134,8 @@ class NotebookService:
         if "description" in changes:
             notebook.description = validation.description(changes["description"])
         notebook.updated_at = utc_now()
-        self.notebooks.update(notebook)
+        event = _notebook_event("notebook.updated", actor, notebook, notebook.updated_at)
+        self.notebooks.update(notebook, events=[event])
         return notebook
 
     def delete_notebook(self, actor: User, notebook_id: str) -> bool:
@@ -127,7 +143,8 @@ class NotebookService:
         notebook = self.require(actor, notebook_id, "OWNER")
         if notebook.is_default or notebook.id == actor.default_notebook_id:
             raise Forbidden("the default notebook cannot be deleted")
-        self.notebooks.delete_with_notes(notebook)
+        event = _notebook_event("notebook.deleted", actor, notebook, utc_now())
+        self.notebooks.delete_with_notes(notebook, events=[event])
         return True
 
     def note_counts(self, notebook_ids: Sequence[str]) -> dict[str, int]:
@@ -146,23 +163,41 @@ class NotebookService:
             raise InvalidInput("share as EDITOR or VIEWER; a notebook has one owner", field="role")
         if not isinstance(email, str):
             raise InvalidInput("email must be a string", field="email")
+        self.share_misses.before_share(actor.id)
         grantee = self.users.get_by_email(email.strip().lower())
         if grantee is None:
+            self.share_misses.share_missed(actor.id)
             raise NotFound("no account has this e-mail address", field="email")
         if grantee.id == notebook.owner_id:
             raise InvalidInput("the owner already has every right in the notebook", field="email")
+        self._require_room_for(notebook, grantee)
         now = utc_now()
-        self.memberships.put(Membership(notebook.id, grantee.id, role, now, notebook.created_at))
+        event = _notebook_event("notebook.shared", actor, notebook, now, detail=f"{role} for {grantee.id}")
+        self.memberships.put(
+            Membership(notebook.id, grantee.id, role, now, notebook.created_at), events=[event]
+        )
         return notebook
 
     def unshare(self, actor: User, notebook_id: str, user_id: str) -> Notebook:
         """Take a member's access away; it ends with the member's next request. Owner only."""
         notebook = self.require(actor, notebook_id, "OWNER")
         require_id(user_id, USER_PREFIX, "user")
-        if not self.memberships.remove(notebook.id, user_id):
+        event = _notebook_event("notebook.unshared", actor, notebook, utc_now(), detail=user_id)
+        if not self.memberships.remove(notebook.id, user_id, events=[event]):
             raise NotFound("this user is not a member of the notebook", field="userId")
         return notebook
 
     def members(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
         """Members of each notebook besides its owner, in one request."""
         return self.memberships.for_notebooks(notebook_ids)
+
+    def _require_room_for(self, notebook: Notebook, grantee: User) -> None:
+        """A new member only while the notebook has fewer than the most members allowed; a
+        member's role can always change."""
+        members = self.memberships.for_notebooks([notebook.id]).get(notebook.id, [])
+        if len(members) >= self.max_members_per_notebook and all(m.user_id != grantee.id for m in members):
+            raise InvalidInput(
+                f"a notebook may have at most {self.max_members_per_notebook} member(s) besides its owner",
+                field="email",
+                reason="MEMBER_LIMIT",
+            )

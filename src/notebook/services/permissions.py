@@ -77,6 +77,7 @@ OPERATIONS: dict[str, Rule] = {
     "Query.activity": notebook_role("VIEWER", notebook("notebook_id")),
     "Query.myStats": _AUTHENTICATED,
     "Query.systemStats": _ADMIN,
+    "Query.securityEvents": _ADMIN,
     "Query.replicationStatus": _ADMIN,
     "Query.apiKeys": _AUTHENTICATED,
     # accounts: the credentials in the arguments are the permission

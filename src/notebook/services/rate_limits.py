@@ -1,5 +1,5 @@
-"""Abuse limits: login and register attempts counted where every instance sees them, and a bound
-on concurrent password hashing. The rules are in docs/security.md, "Rate limits and abuse".
+"""Abuse limits: login and register attempts and share misses counted where every instance sees
+them, and a bound on concurrent password hashing. The rules are in docs/security.md, "Rate limits and abuse".
 
 Counts live in an `AttemptStore` (the throttle database in production): one record per attempt,
 summed per key over the buckets of a sliding window. The only state in process memory is an LRU
@@ -190,13 +190,46 @@ class RegisterLimits:
     per_ip: int = 10
 
 
-class AbuseLimits:
-    """The login and register rules of docs/security.md on top of an AttemptCounter."""
+@dataclass(frozen=True)
+class ShareLimits:
+    window_seconds: int = 3600
+    # shareNotebook calls naming an address without an account, per user
+    misses_per_user: int = 20
 
-    def __init__(self, counter: AttemptCounter, login: LoginLimits, register: RegisterLimits) -> None:
+
+class ShareMissLimit(Protocol):
+    """What NotebookService.share asks before and after looking an address up: a bound on how
+    many addresses without an account one user may learn about (docs/security.md)."""
+
+    def before_share(self, user_id: str) -> None: ...
+
+    def share_missed(self, user_id: str) -> None: ...
+
+
+class NoShareMissLimit:
+    """No bound: for services built without the throttle database (unit tests, scripts)."""
+
+    def before_share(self, user_id: str) -> None:
+        return None
+
+    def share_missed(self, user_id: str) -> None:
+        return None
+
+
+class AbuseLimits:
+    """The login, register and share rules of docs/security.md on top of an AttemptCounter."""
+
+    def __init__(
+        self,
+        counter: AttemptCounter,
+        login: LoginLimits,
+        register: RegisterLimits,
+        share: ShareLimits | None = None,
+    ) -> None:
         self.counter = counter
         self.login = login
         self.register = register
+        self.share = share or ShareLimits()
 
     def before_login(self, email: object, client_ip: str) -> None:
         """Raise RateLimited when this address may not try this account now."""
@@ -238,6 +271,28 @@ class AbuseLimits:
         wait = window.seconds_until_below(self.register.per_ip + 1)
         if wait:
             raise self.counter.refuse(key, wait, "register_ip_limit", client_ip=ip)
+
+    def before_share(self, user_id: str) -> None:
+        """Raise RateLimited while the user has no share misses left. Checked before the address
+        is looked up, so once refused, known and unknown addresses get the same answer."""
+        key = f"share-miss:{user_id}"
+        self.counter.raise_if_blocked(key, "share_blocked")
+        window = self.counter.windows((key,), self.share.window_seconds)[key]
+        wait = window.seconds_until_below(self.share.misses_per_user)
+        if wait:
+            raise self.counter.refuse(key, wait, "share_miss_limit")
+
+    def share_missed(self, user_id: str) -> None:
+        """Count a share to an address without an account; raise RateLimited past the limit.
+
+        Counted first and then checked, so concurrent misses see each other and no more than the
+        limit are answered NOT_FOUND."""
+        key = f"share-miss:{user_id}"
+        self.counter.record((key,))
+        window = self.counter.windows((key,), self.share.window_seconds)[key]
+        wait = window.seconds_until_below(self.share.misses_per_user + 1)
+        if wait:
+            raise self.counter.refuse(key, wait, "share_miss_limit")
 
 
 class PasswordHashing:
