@@ -28,7 +28,8 @@ help:
 	@echo "make bench             benchmarks on pouchdb-server (docs/benchmarks.md; ARGS=\"--sizes 1000\")"
 	@echo "make bench-couchdb3    the same benchmarks on an Apache CouchDB 3.4 node from \$$COUCHDB3_DIST"
 	@echo "make bench-all         both, one after the other, side by side in one table"
-	@echo "make clean             remove var/ and caches (keeps .venv and node_modules)"
+	@echo "make clean             remove caches AND var/: every local note of make run/cluster is deleted"
+	@echo "                       (keeps .venv and node_modules)"
 
 # Python virtualenv with the project installed editable; reinstalled only when pyproject.toml changes.
 venv: $(VENV_STAMP)

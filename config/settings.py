@@ -16,6 +16,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 # a secret of 32 characters drawn from fewer symbols than this was typed, not generated
 MIN_SECRET_DISTINCT_CHARACTERS = 5
 # a fresh secret for every testing process: tokens never outlive the process that signed them
@@ -110,9 +111,16 @@ class Config:
     graphql_max_cost: int = 10_000
     graphql_list_size_estimate: int = 50
     graphql_explorer: bool = True
+    # where the explorer's GraphiQL and React files are (the npm packages of package.json)
+    explorer_assets_dir: str = str(PROJECT_ROOT / "node_modules")
     graphql_introspection: bool = True
     graphql_field_suggestions: bool = True
     log_level: str = "INFO"
+    # GET /metrics (docs/operations.md, "Metrics"): with a token, only `Authorization: Bearer
+    # <token>` gets it; without one, only a direct loopback client that no proxy forwarded
+    metrics_token: str = field(default="", repr=False)
+    # prometheus-client's multiprocess directory; set (and cleaned) by gunicorn_config.py
+    prometheus_multiproc_dir: str = ""
     # sharing and accounts
     max_notebooks_per_user: int = 500
     max_members_per_notebook: int = 100
@@ -160,6 +168,8 @@ class Config:
             raise ConfigError("WRITE_QUORUM must be 0 (automatic) or 1 to the number of database nodes")
         if self.quorum_timeout_seconds <= 0:
             raise ConfigError("QUORUM_TIMEOUT_SECONDS must be positive")
+        if self.metrics_token and len(self.metrics_token) < MIN_METRICS_TOKEN_LENGTH:
+            raise ConfigError(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
         for name in _POSITIVE_LIMITS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")
@@ -268,6 +278,9 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "GRAPHQL_MAX_COST": ("graphql_max_cost", int),
     "GRAPHQL_LIST_SIZE_ESTIMATE": ("graphql_list_size_estimate", int),
     "LOG_LEVEL": ("log_level", str),
+    "EXPLORER_ASSETS_DIR": ("explorer_assets_dir", str),
+    "METRICS_TOKEN": ("metrics_token", str),
+    "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LOGIN_WINDOW_SECONDS": ("login_window_seconds", int),
     "LOGIN_FAILURES_PER_ACCOUNT_IP": ("login_failures_per_account_ip", int),
@@ -320,12 +333,46 @@ def _read_secret(path: Path) -> str:
     return secret
 
 
+ENV_FILE_VARIABLE = "NOTEBOOK_ENV_FILE"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines of a .env file (comments, blank lines and `export ` skipped; one pair
+    of surrounding quotes removed). A missing file is an empty one."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def process_environment() -> dict[str, str]:
+    """The process's environment over the .env file: `.env` in the working directory, or the
+    file NOTEBOOK_ENV_FILE names ("" reads none). A variable set in the environment wins."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE, ".env")
+    from_file = read_env_file(Path(env_file)) if env_file else {}
+    return {**from_file, **os.environ}
+
+
 def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
-    """Build the Config for FLASK_ENV (unset: production) from environment variables and overrides.
+    """Build the Config for FLASK_ENV (unset: production) from environment variables and overrides;
+    without `environ`, from the process's environment and the .env file (process_environment).
 
     Development without SECRET_KEY uses the secret in DEV_SECRET_KEY_FILE, generated if missing.
     """
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     env = environ.get("FLASK_ENV", "").strip().lower() or "production"
     if env not in CONFIG_CLASSES:
         raise ConfigError(f"FLASK_ENV must be one of {', '.join(CONFIG_CLASSES)}, not {env!r}")

@@ -574,7 +574,7 @@ NOTES = """
 ## Reading the numbers
 - Both servers run the same script, the same data and the same requests; only the database
   node differs. A row that differs a lot between the columns is a difference between the
-  servers (../shared/couchdb-notes.md), not between two benchmarks.
+  servers (docs/architecture.md, "Compatibility"), not between two benchmarks.
 - Listing pages and filters cost a constant number of database requests per GraphQL query
   (tests/integration/test_request_count.py counts them); their latency stays flat as the note
   count grows because each is one view range read with `limit`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from config.settings import Config, load_config
 from tests.support.servers import NodeSet, server_kind, start_nodes
 
 TESTS_DIR = Path(__file__).resolve().parent
+# a developer's .env must not change what the tests run (config/settings.py reads it when
+# present); set before anything loads a Config, inherited by every server a test starts
+os.environ["NOTEBOOK_ENV_FILE"] = ""
 
 
 def pytest_report_header(config: pytest.Config) -> str:

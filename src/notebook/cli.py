@@ -5,6 +5,8 @@
     notebook-server nodes list                              the deployment's database nodes
     notebook-server nodes add URL [--timeout S]             add a node (set up, caught up, recorded)
     notebook-server nodes remove URL                        take a node out of replication
+    notebook-server backup FILE                             every document into FILE (gzip, mode 0600)
+    notebook-server restore FILE                            a backup into empty databases on COUCHDB_URL
     notebook-server prune-activity [--days N]               delete activity older than N days
                                                             (default ACTIVITY_RETENTION_DAYS)
 
@@ -79,6 +81,36 @@ def nodes_command(action: str, url: str | None, timeout: float) -> int:
     return 0
 
 
+def backup_command(action: str, path: str) -> int:
+    """`backup FILE` / `restore FILE` on the node of COUCHDB_URL, as the set-up account
+    (COUCHDB_ADMIN_USER, else COUCHDB_USER). A restore goes to that one node: replication
+    copies it to the others."""
+    from pathlib import Path
+
+    from notebook.core.errors import StorageError
+    from notebook.database.backup import BackupError, restore_backup, write_backup
+    from notebook.database.couch import CouchDBClient
+
+    config = load_config()
+    user = config.couchdb_admin_user or config.couchdb_user
+    password = config.couchdb_admin_password if config.couchdb_admin_user else config.couchdb_password
+    client = CouchDBClient(config.couchdb_url, user=user, password=password, timeout=60.0)
+    try:
+        if action == "backup":
+            summary = write_backup(client, config.db_prefix, Path(path))
+        else:
+            summary = restore_backup(client, config.db_prefix, Path(path))
+    except (BackupError, StorageError, OSError) as exc:
+        print(f"notebook-server: {action} failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    counts = ", ".join(f"{role} {count}" for role, count in summary.documents.items())
+    verb = "written to" if action == "backup" else "restored from"
+    print(f"{summary.total} documents {verb} {path} ({counts})")
+    return 0
+
+
 def prune_activity(days: int | None) -> int:
     """Delete activity records (security events included) older than the retention period."""
     from notebook.bootstrap import bootstrap
@@ -123,9 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the catch-up")
     remove = node_actions.add_parser("remove", help="take a node out: its jobs and those to it")
     remove.add_argument("url", help="the node's URL as listed")
+    for action, help_text in (("backup", "write every document to FILE"),
+                              ("restore", "restore FILE into empty databases")):  # fmt: skip
+        command = commands.add_parser(action, help=help_text)
+        command.add_argument("file", help="the backup file (gzip JSON lines)")
     prune = commands.add_parser("prune-activity", help="delete activity older than the retention period")
     prune.add_argument("--days", type=int, help="keep this many days (default ACTIVITY_RETENTION_DAYS)")
     args = parser.parse_args(argv)
+    if args.command in ("backup", "restore"):
+        return backup_command(args.command, args.file)
     if args.command == "prune-activity":
         return prune_activity(args.days)
     if args.command == "create-admin":

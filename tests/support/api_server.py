@@ -3,13 +3,17 @@ HTTP server shows: startup refusals, the `Server` header, chunked bodies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,12 +39,17 @@ SETTING_PREFIXES = (
     "PASSWORD_HASH_",
     "THROTTLE_",
     "STARTUP_",
+    "METRICS_",
+    "PROMETHEUS_",
+    "HEALTH_PROBE_",
+    "WRITE_QUORUM",
 )
 
 
 def clean_environment(**settings: str) -> dict[str, str]:
     """os.environ without any application setting, plus `settings`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
+    env["NOTEBOOK_ENV_FILE"] = ""  # a developer's .env must not change what a test runs
     env.update(settings)
     return env
 
@@ -74,13 +83,29 @@ def readme_gunicorn_command(port: int, workers: int = 2) -> list[str]:
 class ServerProcess:
     """A server started with `command`, its output kept in files; stopped by its PID."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], cwd: Path, logdir: Path, port: int,
+        own_session: bool = False,
+    ) -> None:  # fmt: skip
+        """`own_session`: the server leads a process group of its own, so `kill()` can end it
+        together with its workers, as a crash of the machine running it would."""
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.stderr_path = logdir / f"stderr-{port}.log"
         self.stdout_path = logdir / f"stdout-{port}.log"
         with open(self.stderr_path, "wb") as stderr, open(self.stdout_path, "wb") as stdout:
-            self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+            self.process = subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=stdout, stderr=stderr, start_new_session=own_session
+            )
+        self.own_session = own_session
+
+    def kill(self) -> None:
+        """SIGKILL the server and, with `own_session`, every worker of its process group."""
+        if self.own_session:
+            os.killpg(self.process.pid, 9)  # the group our own child leads, by its id
+        else:
+            os.kill(self.process.pid, 9)
+        self.process.wait(timeout=10)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -154,3 +179,19 @@ def _complete(answer: bytes) -> bool:
         if line.lower().startswith("content-length:"):
             return len(body) >= int(line.split(":", 1)[1])
     return False
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """An in-process app behind a real HTTP server on loopback (werkzeug's, in a thread), for
+    clients that need a URL (a browser, the monitor); yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

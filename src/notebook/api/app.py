@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from ariadne import graphql_sync
-from ariadne.explorer import ExplorerGraphiQL
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -31,9 +30,13 @@ from notebook.api.http_security import (
     explorer_policy,
 )
 from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
+from notebook.api.metrics import blueprint as metrics_blueprint
+from notebook.api.pages import blueprint as pages_blueprint
+from notebook.api.pages import explorer_html as local_explorer_html
 from notebook.api.replication_routes import blueprint as replication_blueprint
 from notebook.bootstrap import Services, bootstrap
 from notebook.utils.logging import configure_logging, request_id_var
+from notebook.utils.metrics import GRAPHQL_ERRORS, GRAPHQL_REQUESTS, GRAPHQL_SECONDS, operation_label
 from notebook.warmup import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         warmup.wait(config.startup_wait_seconds)
     app.extensions["notebook"] = services
     app.register_blueprint(replication_blueprint)
+    app.register_blueprint(metrics_blueprint)
+    app.register_blueprint(pages_blueprint)
     if config.conflict_resolver:
         services.start_conflict_resolver()
     if config.replication_supervisor:
@@ -93,7 +98,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     schema = build_schema()
     limits = QueryLimits.from_config(config)
     format_error = graphql_error_formatter(config.graphql_field_suggestions)
-    explorer_html = ExplorerGraphiQL(title="NoteBook GraphQL").html(None) if config.graphql_explorer else None
+    explorer_html = local_explorer_html("NoteBook GraphQL") if config.graphql_explorer else None
     explorer_csp = explorer_policy(explorer_html) if explorer_html else ""
     CORS(app, origins=list(config.cors_origins), supports_credentials=False)
 
@@ -147,6 +152,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @app.post("/graphql")
     def graphql_server() -> Any:
+        started = time.perf_counter()
+        response, status = answer_graphql()
+        _record_graphql(response, status, time.perf_counter() - started)
+        return response, status
+
+    def answer_graphql() -> tuple[Response, int]:
         data = _graphql_body()
         if isinstance(data, list):
             message = "batched operations are not accepted; send one JSON object with a query per request"
@@ -156,7 +167,9 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         if not warmup.schema_installed:
             message = "the database is unavailable" if warmup.state == "unavailable" else "starting up"
             body = error_body("SERVICE_UNAVAILABLE", message, retryAfter=RETRY_AFTER_SECONDS)
-            return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            unavailable = jsonify(body)
+            unavailable.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return unavailable, 503
         peer = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), config.trusted_proxies)
         context = RequestContext(services, request.headers.get("Authorization"), client_ip=peer)
         try:
@@ -197,6 +210,28 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         return jsonify(body), 500
 
     return app
+
+
+def _record_graphql(response: Response, status: int, seconds: float) -> None:
+    """Count one GraphQL request: its operation, outcome and error codes (utils/metrics.py).
+    "rejected": refused before execution (bad body, limits, unavailable); "error": executed
+    with errors; "success": none."""
+    data = _graphql_body()
+    operation = "anonymous"
+    if isinstance(data, dict):
+        operation = operation_label(data.get("operationName"), data.get("query"))
+    body = response.get_json(silent=True)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = errors if isinstance(errors, list) else []
+    if status >= 400 and not (isinstance(body, dict) and "data" in body):
+        outcome = "rejected"
+    else:
+        outcome = "error" if errors else "success"
+    GRAPHQL_REQUESTS.labels(operation, outcome).inc()
+    GRAPHQL_SECONDS.labels(operation, outcome).observe(seconds)
+    for error in errors:
+        code = error.get("extensions", {}).get("code") if isinstance(error, dict) else None
+        GRAPHQL_ERRORS.labels(code if isinstance(code, str) and code.isupper() else "OTHER").inc()
 
 
 def run_development_server(app: Flask, host: str, port: int) -> None:

@@ -14,14 +14,13 @@ from werkzeug.serving import WSGIRequestHandler
 
 # JSON answers load nothing and may be framed by no one
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# where the GraphQL explorer (development only) loads GraphiQL and React from
-EXPLORER_CDN = "https://unpkg.com"
 SERVER_NAME = "NoteBook"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def explorer_policy(html: str) -> str:
-    """A CSP for the explorer page: its CDN, its own inline scripts by hash, and nothing else.
+def page_policy(html: str, sources: str = "'self'") -> str:
+    """A CSP for a page of ours: scripts and styles from `sources` (this server) and its own
+    inline scripts by hash; data only from this server; nothing from anywhere else.
 
     Inline styles stay allowed: GraphiQL sets style attributes from its scripts.
     """
@@ -30,10 +29,15 @@ def explorer_policy(html: str) -> str:
         for script in _INLINE_SCRIPT.findall(html)
     )
     return (
-        f"default-src 'none'; script-src {EXPLORER_CDN} {hashes}; "
-        f"style-src {EXPLORER_CDN} 'unsafe-inline'; font-src {EXPLORER_CDN} data:; img-src 'self' data:; "
+        f"default-src 'none'; script-src {sources} {hashes}; "
+        f"style-src {sources} 'unsafe-inline'; font-src {sources} data:; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
+
+
+def explorer_policy(html: str) -> str:
+    """The explorer page's CSP: its assets from this server (pages.py), its inline script."""
+    return page_policy(html)
 
 
 def add_security_headers(response: Response) -> Response:

@@ -183,6 +183,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/status": {
+                "get": {
+                    "summary": "The status page's data: replication status and GraphQL request counters",
+                    "operationId": "operatorStatus",
+                    "responses": {
+                        "200": {
+                            "description": "status with graphqlRequests, graphqlFailures, at (epoch seconds)",
+                            "content": _json({"type": "object"}),
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -9,12 +9,14 @@ errors have the GraphQL error shape, so a client parses both APIs alike.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from notebook.api.errors import error_body
+from notebook.api.metrics import graphql_totals
 from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
 from notebook.core.domain import User
@@ -73,6 +75,19 @@ def openapi() -> Response:
 @blueprint.get("/replication/status")
 def replication_status() -> Response:
     return jsonify(status_json(_services().replication.status()))
+
+
+@blueprint.get("/status")
+def operator_status() -> Response:
+    """What the /status page shows: the replication status and this deployment's GraphQL
+    request counters (the page draws the request rate from two readings)."""
+    services = _services()
+    total, failed = graphql_totals(services.config)
+    body = status_json(services.replication.status())
+    # node events as this process saw them (each app process probes every node itself)
+    incidents = services.couch.node_events()
+    counters = {"graphqlRequests": total, "graphqlFailures": failed}
+    return jsonify({**body, **counters, "incidents": incidents, "at": time.time()})
 
 
 @blueprint.post("/replication/setup")

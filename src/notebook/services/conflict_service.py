@@ -37,10 +37,12 @@ from notebook.core.merge import NoteVersion, merge_versions
 from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
 from notebook.database.repository import note_from_doc
 from notebook.services.ports import ResolutionStore
+from notebook.utils.metrics import CONFLICTS_DETECTED, CONFLICTS_LEFT_FOR_PEOPLE, CONFLICTS_RESOLVED
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+_MAX_SIGHTINGS = 10_000  # conflicted ids remembered so each is counted once as detected
 
 
 def _merge_event(result: Note, losing: Sequence[str]) -> Activity:
@@ -140,6 +142,8 @@ class ConflictResolver:
         self.base_wait_seconds = base_wait_seconds
         self.notes_store = notes_store
         self.stores = [notes_store, *other_stores]
+        self._sightings: dict[str, None] = {}  # conflicted ids seen and not yet settled, oldest first
+        self._sightings_lock = threading.Lock()
 
     # finding ---------------------------------------------------------------------------------
     def resolve_pending(self) -> ResolverReport:
@@ -176,6 +180,10 @@ class ConflictResolver:
                 stop.wait(poll_seconds)
 
     def _resolve_one(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
+        database = "notes" if store is self.notes_store else "users"
+        first_sighting = self._sighted(doc_id)
+        if first_sighting:
+            CONFLICTS_DETECTED.labels(database).inc()
         try:
             if store is self.notes_store and doc_id.startswith("note:"):
                 outcome = self.resolve_note(doc_id)
@@ -183,16 +191,35 @@ class ConflictResolver:
                     report.waiting += 1
                 elif outcome:
                     report.resolved += 1
+                    self._settled(doc_id, database, "merged")
                 else:
                     report.left_for_people += 1
                     report.unresolved_ids.append(doc_id)
+                    if first_sighting:
+                        CONFLICTS_LEFT_FOR_PEOPLE.inc()
             else:
                 self._revoke_replayed_family(store, doc_id, report)
                 if store.settle_by_rule(doc_id):
                     report.other_documents += 1
+                    self._settled(doc_id, database, "rule")
         except (StorageError, VersionConflict) as exc:
             report.errors += 1
             log.info("conflict on %s not settled this round: %s", doc_id, exc)
+
+    def _sighted(self, doc_id: str) -> bool:
+        """Remember a conflicted document; True the first time it is seen (until settled)."""
+        with self._sightings_lock:
+            if doc_id in self._sightings:
+                return False
+            self._sightings[doc_id] = None
+            if len(self._sightings) > _MAX_SIGHTINGS:
+                self._sightings.pop(next(iter(self._sightings)))
+            return True
+
+    def _settled(self, doc_id: str, database: str, how: str) -> None:
+        with self._sightings_lock:
+            self._sightings.pop(doc_id, None)
+        CONFLICTS_RESOLVED.labels(database, how).inc()
 
     def _revoke_replayed_family(self, store: ConflictStore, doc_id: str, report: ResolverReport) -> None:
         """Revoke a refresh-token family before its conflict is settled (so a failure leaves the

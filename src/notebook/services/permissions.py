@@ -110,6 +110,7 @@ OPERATIONS: dict[str, Rule] = {
     # the operators' REST API (blueprint endpoints)
     "REST.replication.openapi": _PUBLIC,
     "REST.replication.replication_status": _ADMIN,
+    "REST.replication.operator_status": _ADMIN,
     "REST.replication.replication_setup": _ADMIN,
     "REST.replication.replication_teardown": _ADMIN,
     "REST.replication.replication_lag": _ADMIN,

@@ -40,6 +40,7 @@ from notebook.database.couch.paths import encode_params, strip_credentials
 from notebook.database.couch.quorum import QuorumPush, replica_docs
 from notebook.database.couch.server_differences import REQUEST_HEADERS
 from notebook.database.couch.verification import RequestKind, WritePlan, classify
+from notebook.utils.metrics import COUCHDB_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,12 @@ class CouchDBClient:
     def nodes_status(self) -> list[dict[str, Any]]:
         """Per node: url, healthy, active, version, latency_ms, circuit_open, last_error, last_checked."""
         return self._pool.status()
+
+    def node_events(self) -> list[dict[str, Any]]:
+        """What happened to the nodes lately, oldest first: {"at" (epoch s), "event" (node_down,
+        node_back, failover, failback), "node", "detail"}."""
+        with self._pool.lock:
+            return list(self._pool.events)
 
     def stats(self) -> dict[str, int]:
         """Counters since start: retries, failovers, failbacks, writes_verified/resent, unknown_outcomes."""
@@ -423,8 +430,12 @@ class CouchDBClient:
         if body is not None:
             kwargs["content"] = json.dumps(body, separators=(",", ":"))
             kwargs["headers"] = {"Content-Type": "application/json"}
+        started = time.perf_counter()
+        status = "error"
         try:
-            return self._http.request(method, node.url + path, **kwargs)
+            response = self._http.request(method, node.url + path, **kwargs)
+            status = str(response.status_code)
+            return response
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # nothing was sent; a pool timeout means we are busy, not that the node is down
             busy = isinstance(exc, httpx.PoolTimeout)
@@ -432,6 +443,8 @@ class CouchDBClient:
         except httpx.TransportError as exc:
             # read timeout, connection reset, server gone after the request went out
             raise NodeFailure(f"{type(exc).__name__} from {node.url}", sent=True) from None
+        finally:
+            COUCHDB_SECONDS.labels(node.url, status).observe(time.perf_counter() - started)
 
     def _verify(self, node: CouchNode, plan: WritePlan, timeout: float) -> None:
         """Read the plan's pending documents back from `node`; mark the ones that landed."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,11 +29,13 @@ import httpx
 
 from notebook.database.couch.paths import quote_id
 from notebook.database.couch.server_differences import UP_PATH, WELCOME_PATH, in_leaf_history, up_verdict
+from notebook.utils.metrics import COUCHDB_NODE_SWITCHES
 
 log = logging.getLogger(__name__)
 
 _HISTORY_CHECKS = 50  # per database and failback check: documents looked at one by one
 _MAX_DATABASES = 64  # databases remembered for the failback count check (the app uses four)
+_MAX_EVENTS = 50  # node events kept for operators (the status page's incidents)
 _STATS = ("retries", "failovers", "failbacks", "writes_verified", "writes_resent", "unknown_outcomes",
           "quorum_writes", "quorum_failures")  # fmt: skip
 
@@ -110,6 +113,9 @@ class NodePool:
         self.copies_to_preferred = False
         self.behind_warned_at = 0.0
         self.stats = dict.fromkeys(_STATS, 0)
+        # what happened to the nodes, newest last: {"at", "event", "node", "detail"}; events are
+        # node_down, node_back, failover, failback
+        self.events: deque[dict[str, Any]] = deque(maxlen=_MAX_EVENTS)
         self.monitor_running: Callable[[], bool] = lambda: False
         self._scrub = scrub
 
@@ -172,6 +178,7 @@ class NodePool:
             if newly_open and node is self.active:
                 self.switch_active_locked()
         if newly_open:
+            self.record("node_down", node, reason)
             log.warning("database node failing, circuit open", extra={"node": node.url, "error": reason})
         return reason
 
@@ -181,6 +188,7 @@ class NodePool:
             if node.circuit_open and not self.monitor_running():
                 node.circuit_open = False  # a request acted as the probe
                 node.healthy = True
+                self.record("node_back", node)
             if node is not self.active and self.active.circuit_open and not node.circuit_open:
                 self.set_active_locked(node, "failover")
 
@@ -200,6 +208,8 @@ class NodePool:
         previous = self.active
         self.active = node
         self.stats[event + "s"] += 1
+        COUCHDB_NODE_SWITCHES.labels(event).inc()
+        self.record(event, node, f"from {previous.url}")
         if node is self.preferred:
             self.written_elsewhere.clear()
             self.preferred_back_since = None
@@ -240,6 +250,10 @@ class NodePool:
                 key = (db_path, doc_id)
                 if self.written_elsewhere.get(key, ("", 0.0))[0] == rev:
                     del self.written_elsewhere[key]
+
+    def record(self, event: str, node: CouchNode, detail: str = "") -> None:
+        """Remember a node event (see `events`); `detail` carries no credentials."""
+        self.events.append({"at": time.time(), "event": event, "node": node.url, "detail": detail})
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -368,8 +382,10 @@ class HealthMonitor:
                 node.latency_ms = None
                 node.last_error = self._scrub(error)
         if error is None and was_open:
+            pool.record("node_back", node)
             log.warning("database node healthy again", extra={"node": node.url})
         elif error is not None and not was_open:
+            pool.record("node_down", node, node.last_error or "")
             log.warning("database node failed its health probe", extra={"node": node.url, "error": error})
         return error is None
 

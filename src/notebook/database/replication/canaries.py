@@ -12,6 +12,7 @@ from typing import Any
 
 from notebook.database.couch import CouchError, DocumentConflict
 from notebook.database.replication.jobs import MeshNode, node_key
+from notebook.utils.metrics import REPLICATION_LAG_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,10 @@ class LagMeter:
                     self._stalled.add(link)
                 else:
                     self._stalled.discard(link)
+        for (source_url, target_url, db), lag in results.items():
+            # a canary that never arrived: the lag is at least the time waited for it
+            seen = lag if lag is not None else time.monotonic() - started
+            REPLICATION_LAG_SECONDS.labels(source_url, target_url, db).set(seen)
         return results
 
     def _measure_round(
