@@ -58,6 +58,17 @@ def deployment(tmp_path: Path) -> Iterator[tuple[NodeSet, ServerProcess, dict[st
     try:
         server.wait_ready(90)
         assert not (metrics_dir / "counter_99999.db").exists()
+        # writes need a quorum of both nodes: wait for the supervisor's first round to have made
+        # the app's databases on node1 too (on a loaded machine it can come after /ready)
+        prefix = env["COUCHDB_DB_PREFIX"]
+        wait_for(
+            lambda: all(
+                nodes[1].request("GET", f"{prefix}{role}")[0] == 200
+                for role in ("users", "notes", "activity", "throttle")
+            ),
+            60,
+            "the app's databases on node1",
+        )
         yield nodes, server, env
     finally:
         server.stop()
@@ -125,7 +136,9 @@ def test_metrics_move_under_two_gunicorn_workers(
     email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
     register = """mutation Register($email: String!) {
         register(email: $email, password: "correct horse battery", displayName: "Ops") { accessToken } }"""
-    token = graphql(server, register, {"email": email})["data"]["register"]["accessToken"]
+    answer = graphql(server, register, {"email": email})
+    assert answer.get("data"), answer
+    token = answer["data"]["register"]["accessToken"]
     for _ in range(PING_COUNT):
         assert graphql(server, "query Ping { me { id } }", token=token)["data"]["me"]["id"]
     create = f"""mutation CreateNote($t: String!) {{
