@@ -153,8 +153,7 @@ class FakeRefreshTokenRepository:
         stored.version = _next_version(stored.version)
         return True
 
-    def revoke_family(self, family: str, *, events: Sequence[Activity] = ()) -> int:
-        self.events += events
+    def revoke_family(self, family: str) -> int:
         self.revoked_families.add(family)
         revoked = [t for t in self.tokens.values() if t.family == family and not t.revoked]
         for token in revoked:

@@ -314,7 +314,7 @@ class RefreshTokenRepository:
             return False
         return True
 
-    def revoke_family(self, family: str, *, events: Sequence[Activity] = ()) -> int:
+    def revoke_family(self, family: str) -> int:
         """Revoke every token of one login session; returns how many were revoked here.
 
         A token of the family may still be on its way from another node (issued there before
@@ -329,8 +329,8 @@ class RefreshTokenRepository:
         if self.db.get_or_none(marker_id) is None:
             # written once; a concurrent writer on another node makes an equal conflict leaf
             docs.append({"_id": marker_id, "type": "refresh_family", "revoked": True})
-        if docs or events:
-            self.db.bulk_docs(with_events(docs, events))
+        if docs:
+            self.db.bulk_docs(docs)
         return revoked
 
     def revoke_user(self, user_id: str) -> int:

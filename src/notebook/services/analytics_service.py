@@ -56,7 +56,6 @@ class SystemStats:
     notes: int
     writes_per_day: list[DayCount]
     conflicts_resolved: int
-    days: int
     store: ActivityStore
 
     def active_users(self, days: int = 1) -> int:
@@ -115,6 +114,5 @@ class AnalyticsService:
             notes=notes,
             writes_per_day=[DayCount(day.isoformat(), writes.get(day.isoformat(), 0)) for day in calendar],
             conflicts_resolved=self.store.action_total("note.conflict_resolved", since),
-            days=days,
             store=self.store,
         )
