@@ -67,13 +67,22 @@ def on_starting(server: Any) -> None:
     else:
         _created_metrics_dir = tempfile.mkdtemp(prefix="notebook-metrics-")
         os.environ[_METRICS_DIR_VARIABLE] = _created_metrics_dir  # inherited by every worker
+    # Imported here, once the directory is set (prometheus-client picks its value class at
+    # import), and not in child_exit: that runs in a SIGCHLD handler, which can interrupt
+    # this very import during shutdown and fail it as a circular import (gunicorn exits 1).
+    global _multiprocess
+    from prometheus_client import multiprocess
+
+    _multiprocess = multiprocess
+
+
+_multiprocess: Any = None
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker ended: its live gauges must not be reported any more (its counters stay)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    if _multiprocess is not None:
+        _multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server: Any) -> None:
