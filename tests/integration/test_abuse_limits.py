@@ -62,9 +62,7 @@ def _client_ip() -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(
-    couch_node: NodeSet, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[ServerProcess]]:
+def servers(couch_node: NodeSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
     env = clean_environment(
         FLASK_ENV="testing",
         COUCHDB_URL=couch_node.urls[0],

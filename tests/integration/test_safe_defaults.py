@@ -4,8 +4,8 @@ refuses to start without a secret or database credentials, and development keeps
 from __future__ import annotations
 
 import stat
-import time
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,9 +117,7 @@ def _dev_server(couch_node: NodeSet, tmp_path: Path, secret_file: Path, prefix: 
     return server
 
 
-def test_development_keeps_its_generated_secret_across_restarts(
-    couch_node: NodeSet, tmp_path: Path
-) -> None:
+def test_development_keeps_its_generated_secret_across_restarts(couch_node: NodeSet, tmp_path: Path) -> None:
     secret_file = tmp_path / "var" / "dev_secret_key"
     prefix = f"d{uuid.uuid4().hex[:10]}_"
     first = _dev_server(couch_node, tmp_path, secret_file, prefix)

@@ -216,4 +216,3 @@ def test_an_oversized_chunked_body_is_refused_like_a_declared_one(
 def test_the_servers_logged_no_traceback(real_servers: dict[str, ServerProcess]) -> None:
     for server in real_servers.values():
         assert "Traceback" not in server.stderr()
-

@@ -25,6 +25,7 @@ CREATE = "mutation($t: String!) { createNote(input: {title: $t}) { id } }"
 
 THROTTLE_VIEWS = len(THROTTLE_DESIGN_DOC["views"])
 
+
 class HeldWarmup:
     """A warm-up step that builds views normally until `hold_at` views, then waits for release."""
 

@@ -11,8 +11,14 @@ BASE_TEXT = "First paragraph.\n\nMiddle paragraph.\n\nLast paragraph."
 
 def version(**fields: object) -> NoteVersion:
     defaults: dict[str, object] = {
-        "title": "Title", "content": BASE_TEXT, "tags": ("a", "b"), "pinned": False, "trashed_at": None,
-        "notebook_id": "notebook:1", "updated_at": "2026-01-01T00:00:00.000000Z", "updated_by": "user:1",
+        "title": "Title",
+        "content": BASE_TEXT,
+        "tags": ("a", "b"),
+        "pinned": False,
+        "trashed_at": None,
+        "notebook_id": "notebook:1",
+        "updated_at": "2026-01-01T00:00:00.000000Z",
+        "updated_by": "user:1",
         "version": "2-aaa",
     }
     defaults.update(fields)
@@ -90,8 +96,13 @@ def test_without_ancestor_only_identical_content_is_clean() -> None:
 
 def test_a_merge_keeps_the_owner_whoever_edited() -> None:
     base = version(owner_id="user:owner")
-    ours = version(owner_id="user:owner", title="Editor's", updated_by="user:editor", version="3-bbb",
-                   updated_at="2026-01-02T00:00:00.000000Z")
+    ours = version(
+        owner_id="user:owner",
+        title="Editor's",
+        updated_by="user:editor",
+        version="3-bbb",
+        updated_at="2026-01-02T00:00:00.000000Z",
+    )
     theirs = version(owner_id="user:owner", tags=("a",), updated_by="user:other", version="3-ccc")
     merged = merge_versions(base, ours, theirs).version
     assert merged.updated_by == "user:editor"
@@ -102,10 +113,15 @@ def test_notebook_and_owner_come_from_the_same_side() -> None:
     """A move into another owner's notebook, concurrent with an edit: whichever side's notebook
     the merge keeps, the owner is that notebook's, never a mix of the two."""
     base = version(owner_id="user:ada")
-    moved = version(notebook_id="notebook:bob", owner_id="user:bob", version="3-bbb",
-                    updated_at="2026-01-01T00:00:01.000000Z")
-    edited = version(owner_id="user:ada", title="Edited", version="3-ccc",
-                     updated_at="2026-01-01T00:00:02.000000Z")
+    moved = version(
+        notebook_id="notebook:bob",
+        owner_id="user:bob",
+        version="3-bbb",
+        updated_at="2026-01-01T00:00:01.000000Z",
+    )
+    edited = version(
+        owner_id="user:ada", title="Edited", version="3-ccc", updated_at="2026-01-01T00:00:02.000000Z"
+    )
     for ours, theirs in ((moved, edited), (edited, moved)):
         merged = merge_versions(base, ours, theirs).version
         assert (merged.notebook_id, merged.owner_id) == ("notebook:1", "user:ada")

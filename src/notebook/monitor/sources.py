@@ -96,8 +96,14 @@ class ApiSource:
             )
         for link in body.get("links", []):
             report.links.append(
-                LinkStatus(link["source"], link["target"], link["database"], link["state"],
-                           link.get("lastError"), link.get("lagSeconds"))  # fmt: skip
+                LinkStatus(
+                    link["source"],
+                    link["target"],
+                    link["database"],
+                    link["state"],
+                    link.get("lastError"),
+                    link.get("lagSeconds"),
+                )  # fmt: skip
             )
         return report
 

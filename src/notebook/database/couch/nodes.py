@@ -555,9 +555,11 @@ class HealthMonitor:
                     node, "POST", f"{db_path}/_revs_diff", None, wanted, self.connect_timeout
                 )
                 if response.status_code == 404:
-                    if active is None or self.send(
-                        active, "GET", db_path, None, None, self.connect_timeout
-                    ).status_code == 404:
+                    if (
+                        active is None
+                        or self.send(active, "GET", db_path, None, None, self.connect_timeout).status_code
+                        == 404
+                    ):
                         continue  # deleted everywhere: nothing to wait for
                     missing.update((db_path, doc_id) for doc_id in wanted)  # lost with its disk
                     continue
