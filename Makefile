@@ -81,9 +81,11 @@ lint: venv
 
 bench: deps
 	$(VENV_PY) scripts/bench.py --server pouchdb $(ARGS)
+	$(VENV_PY) scripts/bench_encryption.py --server pouchdb
 
 bench-couchdb3: deps
 	$(VENV_PY) scripts/bench.py --server couchdb3 $(ARGS)
+	$(VENV_PY) scripts/bench_encryption.py --server couchdb3
 
 bench-all: deps
 	$(VENV_PY) scripts/bench.py --server all $(ARGS)

@@ -21,6 +21,7 @@ MIN_METRICS_TOKEN_LENGTH = 16
 MIN_SECRET_DISTINCT_CHARACTERS = 5
 # a fresh secret for every testing process: tokens never outlive the process that signed them
 _TESTING_SECRET_KEY = secrets.token_urlsafe(48)
+_TEST_KEY_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"notebook-test-keys-{os.getuid()}"
 
 
 class ConfigError(Exception):
@@ -90,8 +91,12 @@ class Config:
     write_quorum: int = 0
     quorum_timeout_seconds: float = 5.0
 
+    # encryption at rest (docs/security.md): on unless ENCRYPTION_ENABLED=false, which is logged
+    encryption_enabled: bool = True
     encryption_key_path: str = "config/encryption.key"
     key_store_path: str = "config/key_store.json"
+    # how often each app process reads the replicated key ring (a rotation reaches it this fast)
+    keyring_refresh_seconds: float = 5.0
 
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
 
@@ -193,6 +198,10 @@ class TestingConfig(Config):
     register_per_ip: int = 10_000
     login_failures_per_ip: int = 10_000
     startup_wait_seconds: float = 60.0  # tests start on built indexes (test_warmup.py does not)
+    # every test app of this user shares one master key and key store (created on first use)
+    encryption_key_path: str = str(_TEST_KEY_DIR / "encryption.key")
+    key_store_path: str = str(_TEST_KEY_DIR / "key_store.json")
+    keyring_refresh_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "QUORUM_TIMEOUT_SECONDS": ("quorum_timeout_seconds", float),
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
+    "ENCRYPTION_ENABLED": ("encryption_enabled", _bool),
+    "KEYRING_REFRESH_SECONDS": ("keyring_refresh_seconds", float),
     "CORS_ORIGINS": ("cors_origins", _list),
     "ACCESS_TOKEN_SECONDS": ("access_token_seconds", int),
     "MAX_REQUEST_BYTES": ("max_request_bytes", int),

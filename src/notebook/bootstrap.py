@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from config.settings import Config
+from config.settings import Config, ConfigError
 from notebook.database.activity_repository import ActivityRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
+from notebook.database.keyring_sync import KeyRingSync
+from notebook.database.note_codec import NoteCodec
 from notebook.database.replication import ReplicationManager
 from notebook.database.repository import (
     MembershipRepository,
@@ -37,7 +41,10 @@ from notebook.services.rate_limits import (
     ShareLimits,
 )
 from notebook.services.replication_service import ReplicationService
+from notebook.utils.key_store import KeyRing, KeyStoreError, KeyStoreFile, open_key_ring
 from notebook.warmup import Warmup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +64,20 @@ class Services:
     activity: ActivityService
     analytics: AnalyticsService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
+    keyring: KeyRingSync | None = None  # None when encryption at rest is off
+
+    def start_keyring_sync(self) -> threading.Thread | None:
+        """Follow the replicated key ring in a daemon thread until close()."""
+        if self.keyring is None:
+            return None
+        thread = threading.Thread(
+            target=self.keyring.run,
+            args=(self.stopping, self.config.keyring_refresh_seconds),
+            name="keyring-sync",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
     def start_conflict_resolver(self) -> threading.Thread:
         """Follow the changes feed and settle conflicts in a daemon thread until close()."""
@@ -91,6 +112,8 @@ class Services:
         self.couch.close()
         if self.admin_couch is not None:
             self.admin_couch.close()
+        if self.keyring is not None:
+            self.keyring.notes.client.close()
 
 
 def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
@@ -106,6 +129,37 @@ def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
     )
     longest = max(login.window_seconds, register.window_seconds, share.window_seconds)
     return AbuseLimits(AttemptCounter(store, longest, config.throttle_cache_size), login, register, share)
+
+
+def open_keys(config: Config) -> KeyRing | None:
+    """The key ring of ENCRYPTION_KEY_PATH and KEY_STORE_PATH (made on first use outside
+    production); None, logged, when encryption at rest is turned off. ConfigError with a
+    one-line reason when the keys cannot be used."""
+    if not config.encryption_enabled:
+        log.warning("encryption at rest is OFF (ENCRYPTION_ENABLED=false): note text is stored in clear")
+        return None
+    try:
+        return open_key_ring(
+            Path(config.encryption_key_path), Path(config.key_store_path), create=config.env != "production"
+        )
+    except KeyStoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def keyring_sync(config: Config, ring: KeyRing | None) -> KeyRingSync | None:
+    """The replicated key ring's follower, on a client of its own: its background reads are
+    not counted as the requests' cost."""
+    if ring is None:
+        return None
+    client = CouchDBClient(
+        config.all_node_urls,
+        user=config.couchdb_user,
+        password=config.couchdb_password,
+        timeout=config.couchdb_timeout_seconds,
+    )
+    return KeyRingSync(
+        ring, open_databases(client, config.db_prefix).notes, KeyStoreFile(Path(config.key_store_path))
+    )
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -178,7 +232,13 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         memberships=memberships,
         activity=activity,
     )
-    note_repo = NoteRepository(gated.notes)
+    keys = keyring_sync(config, open_keys(config))
+    codec = (
+        NoteCodec(keys.ring, refresh=keys.refresh, before_write=keys.ensure_published)
+        if keys
+        else NoteCodec()
+    )
+    note_repo = NoteRepository(gated.notes, codec=codec)
     notes_store, users_store = conflict_stores(databases.notes, databases.users)
     resolver = ConflictResolver(note_repo, notes_store, [users_store], end_session=auth.end_session)
     notes = NoteService(note_repo, notebooks, resolver, config.revision_retention, config.max_tags_listed)
@@ -199,5 +259,5 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     permissions = PermissionPolicy(notebooks, note_repo.get)
     return Services(
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
-        warmup, stopping, activity, AnalyticsService(activity_store, notes), admin_couch,
+        warmup, stopping, activity, AnalyticsService(activity_store, notes), admin_couch, keys,
     )  # fmt: skip

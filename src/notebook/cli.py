@@ -9,6 +9,12 @@
     notebook-server restore FILE                            a backup into empty databases on COUCHDB_URL
     notebook-server prune-activity [--days N]               delete activity older than N days
                                                             (default ACTIVITY_RETENTION_DAYS)
+    notebook-server keys init                               create the master key and key store
+    notebook-server keys status                             keys, states, documents using each
+    notebook-server keys rotate [--index]                   new active data (or index) key
+    notebook-server keys reencrypt [--batch N]              move documents to the active keys
+    notebook-server keys retire KEY_ID                      retire a key no document uses
+    notebook-server keys rotate-master NEW_KEY NEW_STORE    re-wrap the keys under a new master
 
 The node list is one replicated document (docs/replication.md, "Replication that runs itself"):
 every app process adopts a change at its next repair round, whatever its environment says.
@@ -136,6 +142,83 @@ def prune_activity(days: int | None) -> int:
     return 0
 
 
+def keys_command(args: argparse.Namespace) -> int:
+    """`keys init|status|rotate|reencrypt|retire|rotate-master` (docs/security.md, "Key rotation")."""
+    from pathlib import Path
+
+    from notebook.utils.key_store import KeyStoreError, create_key_files
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "init":
+        try:
+            ring = create_key_files(Path(config.encryption_key_path), Path(config.key_store_path))
+        except KeyStoreError as exc:
+            print(f"notebook-server: {exc}", file=sys.stderr)
+            return 1
+        print(f"created {config.encryption_key_path} and {config.key_store_path} (mode 0600)")
+        for key in ring.stored():
+            print(f"  {key.kind} key {key.id}: {key.state}")
+        return 0
+    if not config.encryption_enabled:
+        print("notebook-server: encryption at rest is off (ENCRYPTION_ENABLED=false)", file=sys.stderr)
+        return 2
+    from notebook.bootstrap import bootstrap
+    from notebook.core.errors import DomainError, StorageError
+    from notebook.database.key_rotation import KeyRotation
+
+    try:
+        services = bootstrap(config, install_schema=False)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
+    assert services.keyring is not None
+    rotation = KeyRotation(services.keyring, services.notes.notes, config.all_node_urls)  # type: ignore[arg-type]
+    try:
+        if args.action == "status":
+            for key, used in rotation.status():
+                print(f"{key.kind:5} {key.id}  {key.state:12} created {key.created_at}  documents {used}")
+            clear = rotation.usage().get("clear", 0)
+            if clear:
+                print(f"documents in clear: {clear} (run `keys reencrypt`)")
+        elif args.action == "rotate":
+            added = rotation.rotate("index" if args.index else "data")
+            print(f"new active {added.kind} key {added.id}; run `keys reencrypt` to move old documents to it")
+        elif args.action == "retire":
+            retired = rotation.retire(args.key_id)
+            print(f"{retired.id}: retired")
+        elif args.action == "rotate-master":
+            rotation.rotate_master(Path(args.new_master), Path(args.new_key_store))
+            print(f"keys re-wrapped; install {args.new_master} and {args.new_key_store} on every host")
+        elif args.action == "reencrypt":
+            return _reencrypt(rotation, args.batch)
+    except (KeyStoreError, DomainError, StorageError) as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    return 0
+
+
+def _reencrypt(rotation: object, batch: int) -> int:
+    from rich.progress import Progress
+
+    from notebook.database.key_rotation import KeyRotation
+
+    assert isinstance(rotation, KeyRotation)
+    total = sum(rotation.stale().values())
+    with Progress(transient=False) as progress:
+        task = progress.add_task("re-encrypting", total=total or 1)
+        report = rotation.reencrypt(batch, progress=lambda done: progress.advance(task, done))
+        progress.update(task, completed=total or 1)
+    left = sum(report.remaining.values())
+    print(f"rewrote {report.rewritten} documents ({report.refused} changed meanwhile); left: {left}")
+    return 0 if left == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="notebook-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +244,22 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("file", help="the backup file (gzip JSON lines)")
     prune = commands.add_parser("prune-activity", help="delete activity older than the retention period")
     prune.add_argument("--days", type=int, help="keep this many days (default ACTIVITY_RETENTION_DAYS)")
+    keys = commands.add_parser("keys", help="encryption keys: init, status, rotate, reencrypt, retire")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("init", help="create ENCRYPTION_KEY_PATH and KEY_STORE_PATH (never overwrites)")
+    key_actions.add_parser("status", help="every key, its state and how many documents use it")
+    rotate = key_actions.add_parser("rotate", help="a new active data key (new writes use it at once)")
+    rotate.add_argument("--index", action="store_true", help="rotate the index key instead")
+    reencrypt = key_actions.add_parser("reencrypt", help="move every document to the active keys")
+    reencrypt.add_argument("--batch", type=int, default=100, help="documents per write")
+    retire = key_actions.add_parser("retire", help="retire a key no document uses any more")
+    retire.add_argument("key_id")
+    master = key_actions.add_parser("rotate-master", help="re-wrap the keys under a new master key")
+    master.add_argument("new_master", help="file for the new master key (must not exist)")
+    master.add_argument("new_key_store", help="file for the re-wrapped key store (must not exist)")
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys_command(args)
     if args.command in ("backup", "restore"):
         return backup_command(args.command, args.file)
     if args.command == "prune-activity":

@@ -31,6 +31,7 @@ from devtools.local_server import free_port
 from notebook.database.design_docs import NOTES_DESIGN, NOTES_DESIGN_DOC, database_names
 from notebook.database.replication import ReplicationManager
 from tests.support.note_load import holdings
+from tests.support.sealed import opened
 from tests.support.servers import NodeSet, TestNode, start_nodes
 from tests.support.waiting import wait_until
 
@@ -540,7 +541,7 @@ def test_node_loss_under_load_loses_no_acknowledged_write(
         last = ledger.acks[note_id][-1]
         winners = [d.get(note_id) for d in state["docs"]]
         missing_anywhere = any(note_id in m for m in state["missing"])
-        winner = winners[0] or {}
+        winner = opened(winners[0]) or {}
         leftover_conflicts += bool(winner.get("_conflicts"))
         same_everywhere = len({(w or {}).get("_rev") for w in winners}) == 1
         if same_everywhere and not missing_anywhere and winner.get("_rev") == last.version:

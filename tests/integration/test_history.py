@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from notebook.core.domain import revision_id
+from notebook.core.domain import NoteRevision, revision_id
 
 PARAGRAPHS = "First paragraph.\n\nMiddle paragraph.\n\nLast paragraph."
 
@@ -104,30 +104,23 @@ def test_deleting_a_note_deletes_its_revisions(app: Any, gql: Any) -> None:
     assert notes_db.get_or_none(note["revisions"][0]["id"]) is None
 
 
-def _sibling(notes_db: Any, note_id: str, parent_rev: str, **changes: Any) -> str:
-    """Write a competing child of `parent_rev`, as replication from another node would."""
+def _sibling(services: Any, note_id: str, parent_rev: str, **changes: Any) -> str:
+    """Write a competing child of `parent_rev`, as replication from another node would (sealed
+    as the app seals, through its note repository)."""
+    notes_db, repo = services.databases.notes, services.notes.notes
     parent = notes_db.get(note_id, rev=parent_rev, revs=True)
-    body = {k: v for k, v in parent.items() if k not in ("_rev", "_revisions")}
-    body.update(changes)
+    note = repo.from_doc(parent)
+    for name, value in changes.items():
+        setattr(note, name, value)
+    body = repo.to_doc(note)
+    body["hlc"] = parent.get("hlc", "")
     generation = int(parent_rev.split("-")[0]) + 1
     new_hash = hashlib.md5(repr(sorted(changes.items())).encode()).hexdigest()
     body["_rev"] = f"{generation}-{new_hash}"
     body["_revisions"] = {"start": generation, "ids": [new_hash, *parent["_revisions"]["ids"]]}
     # the other node's write path kept the replaced version too, under the same id
-    revision = {
-        "_id": revision_id(note_id, parent_rev),
-        "type": "note_revision",
-        "note_id": note_id,
-        "notebook_id": parent["notebook_id"],
-        "owner_id": parent["owner_id"],
-        "title": parent["title"],
-        "content": parent["content"],
-        "tags": parent["tags"],
-        "created_at": parent["updated_at"],
-        "author_id": parent["updated_by"],
-        "reason": "EDIT",
-        "replaced_version": parent_rev,
-    }
+    replaced = repo.from_doc(parent)
+    revision = repo._revision_doc(NoteRevision.of(replaced, "EDIT"), replaced)
     notes_db.bulk_docs([body], new_edits=False)
     notes_db.bulk_docs([revision])
     return body["_rev"]
@@ -141,7 +134,7 @@ def test_resolver_merges_edits_in_different_paragraphs(app: Any, gql: Any) -> No
         gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"), tags=["a", "b", "c"]
     )
     theirs_rev = _sibling(
-        services.databases.notes,
+        services,
         base["id"],
         base["version"],
         content=PARAGRAPHS.replace("Last", "LAST"),
@@ -175,7 +168,7 @@ def test_overlapping_edits_wait_for_a_person(app: Any, gql: Any) -> None:
     base = create(gql, user["token"])
     ours = update(gql, user["token"], base, content=PARAGRAPHS.replace("Middle", "Ours"))
     theirs_rev = _sibling(
-        services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Middle", "Theirs")
+        services, base["id"], base["version"], content=PARAGRAPHS.replace("Middle", "Theirs")
     )
 
     report = services.resolver.resolve_pending()
@@ -209,7 +202,7 @@ def test_person_can_supply_merged_fields(app: Any, gql: Any) -> None:
     user = gql.register()
     base = create(gql, user["token"])
     update(gql, user["token"], base, content="A")
-    _sibling(services.databases.notes, base["id"], base["version"], content="B")
+    _sibling(services, base["id"], base["version"], content="B")
     settled = gql.data(
         f"""mutation($id: ID!) {{
               resolveNoteConflict(id: $id, merged: {{content: "A and B"}}) {{ {NOTE_FIELDS} }} }}""",
@@ -225,7 +218,7 @@ def test_other_users_cannot_see_or_settle_a_conflict(app: Any, gql: Any) -> None
     alice, bob = gql.register(), gql.register()
     base = create(gql, alice["token"])
     update(gql, alice["token"], base, content="A")
-    _sibling(services.databases.notes, base["id"], base["version"], content="B")
+    _sibling(services, base["id"], base["version"], content="B")
     code = gql.error_code(
         'mutation($id: ID!) { resolveNoteConflict(id: $id, merged: {content: "x"}) { id } }',
         {"id": base["id"]},
@@ -243,7 +236,7 @@ def test_resolver_waits_for_the_ancestor_revision_to_arrive(app: Any, gql: Any) 
     user = gql.register()
     base = create(gql, user["token"])
     update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
-    _sibling(notes_db, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST"))
+    _sibling(services, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST"))
     ancestor = notes_db.get(revision_id(base["id"], base["version"]))
     notes_db.delete(ancestor["_id"], ancestor["_rev"])  # not replicated here yet
 
@@ -267,9 +260,7 @@ def test_resolvers_racing_on_one_note_settle_it_once(app: Any, gql: Any, config:
     user = gql.register()
     base = create(gql, user["token"])
     ours = update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
-    _sibling(
-        services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST")
-    )
+    _sibling(services, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST"))
     processes = [bootstrap(config, install_schema=False) for _ in range(4)]  # one per "process"
     start = threading.Barrier(len(processes))
     reports: list[Any] = []
@@ -311,9 +302,7 @@ def test_the_resolver_thread_settles_conflicts_by_itself(config: Any) -> None:
         user = gql.register()
         base = create(gql, user["token"])
         update(gql, user["token"], base, content=PARAGRAPHS.replace("First", "FIRST"))
-        _sibling(
-            services.databases.notes, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST")
-        )
+        _sibling(services, base["id"], base["version"], content=PARAGRAPHS.replace("Last", "LAST"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             note = read(gql, user["token"], base["id"])

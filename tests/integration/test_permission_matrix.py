@@ -435,11 +435,13 @@ class Matrix:
 
     def _conflict(self, note_id: str) -> str:
         """A competing leaf, as replication from another node would leave it."""
-        db = self.services.databases.notes
-        doc = db.get(note_id, revs=True)
-        generation = doc["_revisions"]["start"]
+        db, repo = self.services.databases.notes, self.services.notes.notes
+        stored = db.get(note_id, revs=True)
+        generation = stored["_revisions"]["start"]
         leaf = uuid.uuid4().hex
-        doc.update(title="from another node", sort_title="from another node")
+        note = repo.from_doc(stored)
+        note.title = "from another node"
+        doc = {**repo.to_doc(note), "_revisions": stored["_revisions"], "hlc": stored["hlc"]}
         doc["_rev"] = f"{generation}-{leaf}"
         doc["_revisions"] = {"start": generation, "ids": [leaf, *doc["_revisions"]["ids"][1:]]}
         db.bulk_docs([doc], new_edits=False)

@@ -17,6 +17,7 @@ from notebook.database.couch import Database
 from notebook.database.design_docs import NOTES_DESIGN, THROTTLE_DESIGN_DOC, warm_views
 from notebook.warmup import RETRY_AFTER_SECONDS, build_view
 from tests.conftest import GraphQL
+from tests.support.sealed import opened
 from tests.support.waiting import wait_until
 
 LIST = "{ notes(orderBy: TITLE_ASC) { totalCount edges { node { title } } } }"
@@ -114,11 +115,15 @@ def test_notes_stored_without_a_title_key_get_one_at_start_up(app: Any, gql: Gra
     for title in ("beta", "Alpha", "émile"):
         gql.data(CREATE, {"t": title}, token)
     notes = app.extensions["notebook"].databases.notes
-    # make them look like notes written by the previous version (plain `sort_title`, no key)
+    # make them look like notes written by the previous version (in clear, plain `sort_title`,
+    # no key; `keys reencrypt` seals such notes later)
     rows = notes.view(NOTES_DESIGN, "notes_by_title", reduce=False, include_docs=True)["rows"]
-    old = list({row["id"]: row["doc"] for row in rows}.values())  # each note is listed per scope
+    old = list({row["id"]: opened(row["doc"]) for row in rows}.values())  # listed per scope
     for doc in old:
-        doc["sort_title"] = doc.pop("title_key")
+        for sealed_field in ("sealed", "tag_names", "ix"):
+            doc.pop(sealed_field, None)
+        doc.pop("title_key")
+        doc["sort_title"] = doc["title"].lower()
     assert len(old) == 3 and not [r for r in notes.bulk_docs(old) if r.get("error")]
     warm_views(app.extensions["notebook"].databases)
     assert len(notes.view(NOTES_DESIGN, "notes_without_title_key")["rows"]) == 3

@@ -17,6 +17,9 @@ from typing import Any
 
 import httpx
 
+from config.settings import TestingConfig
+from tests.support.sealed import test_codec
+
 BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # settings a test sets itself; inherited values would make the outcome depend on the shell
@@ -24,6 +27,9 @@ SETTING_PREFIXES = (
     "FLASK_",
     "COUCHDB_",
     "SECRET_KEY",
+    "ENCRYPTION_",
+    "KEY_STORE",
+    "KEYRING_",
     "DEV_SECRET",
     "CORS_",
     "LOG_",
@@ -50,6 +56,11 @@ def clean_environment(**settings: str) -> dict[str, str]:
     """os.environ without any application setting, plus `settings`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
     env["NOTEBOOK_ENV_FILE"] = ""  # a developer's .env must not change what a test runs
+    # the test key files (created on first use), as an operator's `keys init` would give
+    test_codec()
+    config = TestingConfig()
+    env["ENCRYPTION_KEY_PATH"] = config.encryption_key_path
+    env["KEY_STORE_PATH"] = config.key_store_path
     env.update(settings)
     return env
 

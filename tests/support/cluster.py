@@ -19,6 +19,7 @@ from notebook.database.couch import CouchDBClient
 from notebook.database.design_docs import database_names
 from notebook.database.replication import ReplicationManager
 from tests.conftest import GraphQL
+from tests.support.sealed import opened
 from tests.support.servers import NodeSet, start_nodes
 from tests.support.tcp_proxy import TcpProxy
 
@@ -44,8 +45,10 @@ class PartitionableCluster:
         return len(self.apps)
 
     def doc_on(self, node: int, doc_id: str, database: str = "notes") -> dict[str, Any] | None:
-        """A document as CouchDB itself answers on one node: its winning leaf and `_conflicts`."""
-        return self.clients[node].database(self.names[database]).get_or_none(doc_id, conflicts=True)
+        """A document as CouchDB itself answers on one node: its winning leaf and `_conflicts`;
+        a sealed note's title, content and tags are opened into it (opened_doc)."""
+        doc = self.clients[node].database(self.names[database]).get_or_none(doc_id, conflicts=True)
+        return opened(doc, self.apps[node].extensions["notebook"].notes.notes.codec)
 
     def settle(self) -> None:
         """What the resolver thread of every app process does, one round on each node."""

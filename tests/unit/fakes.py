@@ -10,6 +10,7 @@ import copy
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from notebook.core.activity import Activity, count_words, quarter_bucket
 from notebook.core.domain import (
@@ -316,6 +317,9 @@ _DESCENDING = {"UPDATED_DESC", "CREATED_DESC"}
 class FakeNoteRepository:
     def __init__(self, store: FakeNoteStore) -> None:
         self.store = store
+
+    def from_doc(self, doc: dict[str, Any]) -> Note:
+        raise NotImplementedError("the fake stores notes, not documents")
 
     def add(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
         note.version = _next_version(None)

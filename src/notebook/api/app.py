@@ -91,6 +91,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.register_blueprint(replication_blueprint)
     app.register_blueprint(metrics_blueprint)
     app.register_blueprint(pages_blueprint)
+    services.start_keyring_sync()
     if config.conflict_resolver:
         services.start_conflict_resolver()
     if config.replication_supervisor:

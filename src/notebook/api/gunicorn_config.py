@@ -24,9 +24,14 @@ _METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 def refuse_unusable_configuration() -> None:
     """Exit with status 2 and one line on stderr when the environment's Config must not be used."""
+    from notebook.utils.key_store import KeyStoreError, open_key_ring
+
     try:
-        load_config().validate()
-    except ConfigError as exc:
+        config = load_config()
+        config.validate()
+        if config.encryption_enabled and config.env == "production":  # elsewhere made on first use
+            open_key_ring(Path(config.encryption_key_path), Path(config.key_store_path), create=False)
+    except (ConfigError, KeyStoreError) as exc:
         print(f"notebook: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

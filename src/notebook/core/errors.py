@@ -73,3 +73,14 @@ class StorageError(Exception):
     def __init__(self, message: str, reason: str = "") -> None:
         Exception.__init__(self, message)
         self.reason = reason or message
+
+
+class UndecryptableDocument(DomainError):
+    """A stored ciphertext that does not open: tampered with, copied from another document, or
+    under a key this server does not hold. Never answered as an empty note."""
+
+    def __init__(self, doc_id: str, why: str) -> None:
+        super().__init__(
+            f"document {doc_id} does not decrypt: {why}", reason="DECRYPTION_FAILED", documentId=doc_id
+        )
+        self.doc_id = doc_id

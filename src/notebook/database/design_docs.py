@@ -43,7 +43,7 @@ _NOTE_TERMS_VIEW = """function (doc) {
 
 _TAG_COUNTS_VIEW = """function (doc) {
   if (doc.type !== 'note' || doc.trashed_at) return;
-  var tags = doc.tags || [];
+  var tags = doc.tag_names || doc.tags || [];
   for (var i = 0; i < tags.length; i++) {
     emit(['o:' + doc.owner_id, tags[i]], null);
     emit(['n:' + doc.notebook_id, tags[i]], null);
@@ -112,12 +112,20 @@ _NOTEBOOKS_BY_USER_VIEW = """function (doc) {
   }
 }"""
 
+# what key rotation has left to do (database/key_rotation.py): notes and revisions per data key
+# id (the second part of `sealed`), notes per index key id (`ix`), and documents still in clear
+_SEALED_KEYS_VIEW = """function (doc) {
+  if (doc.type !== 'note' && doc.type !== 'note_revision') return;
+  emit(doc.sealed ? doc.sealed.split('.')[1] : 'clear', null);
+  if (doc.type === 'note' && doc.ix) emit(doc.ix, null);
+}"""
+
 # the notes of shared notebooks, fetched for many notebooks at once with `keys`; the value
 # carries the sort keys and tags so that listings and tag counts need no documents
 _NOTES_BY_NOTEBOOK_VIEW = """function (doc) {
   if (doc.type !== 'note') return;
   emit([doc.notebook_id, doc.trashed_at ? true : false],
-       [doc.updated_at, doc.created_at, doc.title_key, doc.tag_keys || [], doc.tags || []]);
+       [doc.updated_at, doc.created_at, doc.title_key, doc.tag_keys || [], doc.tag_names || doc.tags || []]);
 }"""
 
 _REFRESH_BY_USER_VIEW = """function (doc) {
@@ -210,6 +218,7 @@ NOTES_DESIGN_DOC = {
         "notes_by_created": {"map": _NOTE_ORDER_VIEW % {"field": "created_at"}, "reduce": "_count"},
         "notes_by_title": {"map": _NOTE_ORDER_VIEW % {"field": "title_key"}, "reduce": "_count"},
         "notes_without_title_key": {"map": _NOTES_WITHOUT_TITLE_KEY_VIEW},
+        "sealed_keys": {"map": _SEALED_KEYS_VIEW, "reduce": "_count"},
         "note_terms": {"map": _NOTE_TERMS_VIEW},
         "tag_counts": {"map": _TAG_COUNTS_VIEW, "reduce": "_count"},
         "note_counts": {"map": _NOTE_COUNTS_VIEW, "reduce": "_count"},

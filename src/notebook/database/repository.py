@@ -30,6 +30,11 @@ from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.activity_repository import with_events
 from notebook.database.couch import Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
+from notebook.database.note_codec import NoteCodec
+
+PLAIN = NoteCodec()  # notes stored in clear (ENCRYPTION_ENABLED=false)
+# fields of a note document that sealing replaces or removes (none may survive a re-seal)
+_CLEAR_FIELDS = ("title", "content", "tags", "sealed", "tag_names", "ix", "_conflicts")
 
 # the last possible key inside a view key range, in CouchDB collation
 _HIGH: dict[str, Any] = {}
@@ -687,18 +692,19 @@ def note_to_doc(note: Note) -> dict[str, Any]:
     return doc
 
 
-def note_from_doc(doc: dict[str, Any]) -> Note:
+def note_from_doc(doc: dict[str, Any], codec: NoteCodec = PLAIN) -> Note:
+    fields = codec.open_fields(doc)
     return Note(
         id=doc["_id"],
         notebook_id=doc["notebook_id"],
         owner_id=doc["owner_id"],
-        title=doc["title"],
-        content=doc.get("content", ""),
+        title=fields["title"],
+        content=fields["content"],
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         created_by=doc["created_by"],
         updated_by=doc["updated_by"],
-        tags=list(doc.get("tags", [])),
+        tags=list(fields["tags"]),
         pinned=bool(doc.get("pinned")),
         trashed_at=doc.get("trashed_at"),
         version=doc.get("_rev"),
@@ -724,13 +730,14 @@ def revision_to_doc(revision: NoteRevision, note: Note) -> dict[str, Any]:
     }
 
 
-def revision_from_doc(doc: dict[str, Any]) -> NoteRevision:
+def revision_from_doc(doc: dict[str, Any], codec: NoteCodec = PLAIN) -> NoteRevision:
+    fields = codec.open_fields(doc)
     return NoteRevision(
         id=doc["_id"],
         note_id=doc["note_id"],
-        title=doc["title"],
-        content=doc.get("content", ""),
-        tags=list(doc.get("tags", [])),
+        title=fields["title"],
+        content=fields["content"],
+        tags=list(fields["tags"]),
         created_at=doc["created_at"],
         author_id=doc.get("author_id"),
         reason=doc["reason"],
@@ -754,9 +761,31 @@ class NoteRepository:
     (`hlc`), and every read moves this process's clock past the stamps it sees; a note whose
     leaves replication could not merge shows its latest stamped leaf (`_visible`)."""
 
-    def __init__(self, db: Database, clock: HybridClock | None = None) -> None:
+    def __init__(self, db: Database, clock: HybridClock | None = None, codec: NoteCodec = PLAIN) -> None:
         self.db = db
         self.clock = clock or process_clock()
+        self.codec = codec
+
+    # documents -------------------------------------------------------------------------------
+    def to_doc(self, note: Note) -> dict[str, Any]:
+        return self.codec.seal_note(note_to_doc(note))
+
+    def from_doc(self, doc: dict[str, Any]) -> Note:
+        return note_from_doc(doc, self.codec)
+
+    def _revision_doc(self, revision: NoteRevision, note: Note) -> dict[str, Any]:
+        return self.codec.seal_revision(revision_to_doc(revision, note))
+
+    def resealed(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A stored note or revision document sealed again with the active keys, on the same
+        revision and with nothing else changed (key rotation: database/key_rotation.py)."""
+        if doc.get("type") == "note":
+            note = note_from_doc(doc, self.codec)
+            body = self.to_doc(note)
+            return {**{k: v for k, v in doc.items() if k not in _CLEAR_FIELDS}, **body}
+        fields = self.codec.open_fields(doc)
+        body = {k: v for k, v in doc.items() if k != "sealed"} | fields
+        return self.codec.seal_revision(body)
 
     def _stamp(self, note: Note) -> None:
         """A new stamp for a write replacing `note`'s version: later than the version it
@@ -773,7 +802,7 @@ class NoteRepository:
         for doc_id, doc in docs.items():
             if doc.get("type") != "note":
                 continue
-            note = note_from_doc(doc)
+            note = self.from_doc(doc)
             self.clock.observe(note.hlc)
             if note.conflict_versions:
                 leaves = [note] + self.get_versions(doc_id, note.conflict_versions)
@@ -784,14 +813,14 @@ class NoteRepository:
 
     def add(self, note: Note, *, events: Sequence[Activity] = ()) -> None:
         self._stamp(note)
-        note.version = _raise_unless_written(write_with_events(self.db, [note_to_doc(note)], events), note.id)
+        note.version = _raise_unless_written(write_with_events(self.db, [self.to_doc(note)], events), note.id)
 
     def add_many(self, notes: Sequence[Note], *, events: Sequence[Activity] = ()) -> list[str | None]:
         """Store new notes in one round trip with the import's activity records; per note,
         None or the error."""
         for note in notes:
             self._stamp(note)
-        docs = [note_to_doc(note) for note in notes]
+        docs = [self.to_doc(note) for note in notes]
         errors: list[str | None] = []
         results = self.db.bulk_docs(with_events(docs, events))
         for note in notes:
@@ -818,7 +847,7 @@ class NoteRepository:
         if not versions:
             return []
         docs = self.db.open_revs(note_id, versions)
-        found = [note_from_doc(doc) for doc in docs if not doc.get("_deleted")]
+        found = [self.from_doc(doc) for doc in docs if not doc.get("_deleted")]
         for note in found:
             self.clock.observe(note.hlc)
         return found
@@ -830,8 +859,8 @@ class NoteRepository:
         any other leaf, which the write extends) together with the revision that keeps the
         replaced version and the change's activity records, in one round trip."""
         self._stamp(note)
-        doc = note_to_doc(note)
-        docs = [doc] if revision is None else [doc, revision_to_doc(revision, note)]
+        doc = self.to_doc(note)
+        docs = [doc] if revision is None else [doc, self._revision_doc(revision, note)]
         result = result_for(write_with_events(self.db, docs, events), note.id)
         if result.get("error") == "conflict":
             raise VersionConflict("the note was changed by someone else", self._visible_rev(note.id))
@@ -870,11 +899,11 @@ class NoteRepository:
             self._stamp(note)
         else:
             self.clock.observe(note.hlc)
-        doc = note_to_doc(note)
+        doc = self.to_doc(note)
         doc.pop("_conflicts", None)
         docs = [doc]
         docs += [{"_id": note.id, "_rev": version, "_deleted": True} for version in losing_versions]
-        docs += [revision_to_doc(revision, note) for revision in revisions]
+        docs += [self._revision_doc(revision, note) for revision in revisions]
         # the same answer from every node's resolver is the same revision (resolution_write_id)
         replaced = [note.version or "", *losing_versions]
         results = write_with_events(self.db, docs, events, write_id=resolution_write_id(note.id, replaced))
@@ -883,7 +912,7 @@ class NoteRepository:
         }
         # the winner and the deletions share one id, so read back which leaf won
         current = self.db.get_or_none(note.id, conflicts=True)
-        stored = note_from_doc(current) if current else None
+        stored = self.from_doc(current) if current else None
         if stored is None or stored.version not in written or _fields(stored) != _fields(note):
             raise VersionConflict(
                 "the note changed while its conflict was settled", stored.version if stored else None
@@ -903,13 +932,13 @@ class NoteRepository:
             startkey=[note_id, True, _HIGH],
             endkey=[note_id, True],
         )["rows"]
-        return [revision_from_doc(row["doc"]) for row in rows if row.get("doc")]
+        return [revision_from_doc(row["doc"], self.codec) for row in rows if row.get("doc")]
 
     def get_revision(self, revision_id: str) -> NoteRevision | None:
         doc = self.db.get_or_none(revision_id)
         if doc is None or doc.get("type") != "note_revision":
             return None
-        return revision_from_doc(doc)
+        return revision_from_doc(doc, self.codec)
 
     def prune_revisions(self, note_id: str, keep: int) -> int:
         """Delete the oldest revisions beyond `keep`, listed and metadata-only ones each;
@@ -936,6 +965,8 @@ class NoteRepository:
             return self._list_filtered(query)
         if query.shared:
             return self._list_with_shared(query)
+        if query.order == "TITLE_ASC" and self.codec.sealed:
+            return self._list_by_sealed_title(query)
         view, descending = ORDER_VIEWS[query.order]
         low = [query.scope, query.trashed]
         high = [query.scope, query.trashed, _HIGH]
@@ -964,6 +995,31 @@ class NoteRepository:
         cursors = [encode_cursor(query.order, row["key"][2], row["id"]) for row in page_rows]
         return Page(notes, cursors, has_next_page=len(rows) > query.first)
 
+    def _list_by_sealed_title(self, query: NoteQuery) -> Page:
+        """TITLE_ASC over sealed title keys: they do not sort in the index, so every index row of
+        the scope is read (one request) and its key opened here. The one listing whose cost
+        grows with the scope's notes when encryption is on (docs/security.md)."""
+        view = ORDER_VIEWS[query.order][0]
+        rows = self.db.view(
+            NOTES_DESIGN,
+            view,
+            reduce=False,
+            startkey=[query.scope, query.trashed],
+            endkey=[query.scope, query.trashed, _HIGH],
+        )["rows"]
+        keyed = sorted((self.codec.title_order(row["id"], row["key"][2]), row["id"]) for row in rows)
+        if query.after:
+            cursor = decode_cursor(query.after, query.order)
+            keyed = [item for item in keyed if item > cursor]
+        page = keyed[: query.first]
+        docs = self.get_many(doc_id for _, doc_id in page)
+        found = [(key, doc_id) for key, doc_id in page if doc_id in docs]
+        return Page(
+            [docs[doc_id] for _, doc_id in found],
+            [encode_cursor(query.order, key, doc_id) for key, doc_id in found],
+            has_next_page=len(keyed) > query.first,
+        )
+
     def _shared_rows(self, notebook_ids: Sequence[str], trashed: bool) -> list[dict[str, Any]]:
         """The index rows of every note of these notebooks, in one request."""
         keys = [[nb, trashed] for nb in dict.fromkeys(notebook_ids)]
@@ -980,7 +1036,8 @@ class NoteRepository:
             for cursor, note in zip(own.cursors, own.items, strict=True)
         ]
         shared: list[tuple[tuple[str, str], Note | None]] = [
-            ((row["value"][field], row["id"]), None) for row in self._shared_rows(query.shared, query.trashed)
+            ((self._sort_value(query.order, row["id"], row["value"][field]), row["id"]), None)
+            for row in self._shared_rows(query.shared, query.trashed)
         ]
         if query.after:
             cursor = decode_cursor(query.after, query.order)
@@ -1015,28 +1072,40 @@ class NoteRepository:
         return total
 
     def _list_filtered(self, query: NoteQuery) -> Page:
-        """Intersect the index rows of every term, sort by their stored keys, then fetch one page."""
-        terms = [("g", query.tag.casefold())] if query.tag is not None else []
-        terms = list(dict.fromkeys(terms + [("w", word) for word in query.words]))
+        """Intersect the index rows of every term, sort by their stored keys, then fetch one page.
+        With encryption on, a term is its keyed hash under each index key in use (two while the
+        index key is rotated): a note matches a term through any of them."""
+        terms: list[list[str]] = [self.codec.tag_terms(query.tag.casefold())] if query.tag is not None else []
+        for word in dict.fromkeys(query.words):
+            terms.append(self.codec.word_terms(word))
         # a note is under exactly one of these scopes: the caller's own, or one shared notebook's
         scopes = [query.scope] + [f"n:{nb}" for nb in dict.fromkeys(query.shared)]
+        kinds = ["g"] * (query.tag is not None) + ["w"] * (len(terms) - (query.tag is not None))
+        term_of: dict[tuple[str, str], int] = {}
+        for number, (kind, variants) in enumerate(zip(kinds, terms, strict=True)):
+            for variant in variants:
+                term_of.setdefault((kind, variant), number)
         rows = self.db.view(
             NOTES_DESIGN,
             "note_terms",
-            keys=[[scope, kind, term] for scope in scopes for kind, term in terms],
+            keys=[[scope, kind, variant] for scope in scopes for kind, variant in term_of],
         )["rows"]
-        hits: dict[str, int] = {}
+        hits: dict[str, set[int]] = {}
         values: dict[str, list[Any]] = {}
         for row in rows:
             if row["value"][0] != query.trashed:
                 continue
             values[row["id"]] = row["value"]
-            hits[row["id"]] = hits.get(row["id"], 0) + 1
+            hits.setdefault(row["id"], set()).add(term_of[(row["key"][1], row["key"][2])])
         wanted = len(terms)
         field = _SORT_FIELD[query.order]
         descending = ORDER_VIEWS[query.order][1]
         matches = sorted(
-            ((values[doc_id][field], doc_id) for doc_id, count in hits.items() if count >= wanted),
+            (
+                (self._sort_value(query.order, doc_id, values[doc_id][field]), doc_id)
+                for doc_id, found in hits.items()
+                if len(found) >= wanted
+            ),
             reverse=descending,
         )
         total = len(matches)
@@ -1049,15 +1118,22 @@ class NoteRepository:
         cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
 
+    def _sort_value(self, order: str, doc_id: str, value: str) -> str:
+        """A sort key from a view row; a sealed title key is opened."""
+        return self.codec.title_order(doc_id, value) if order == "TITLE_ASC" else value
+
     def tag_counts(self, scope: str, shared: Sequence[str] = ()) -> list[TagCount]:
         """Live notes per tag; spellings that differ only in case count as one tag, shown as
         its most used spelling (the tag filter ignores case too)."""
         rows = self.db.view(NOTES_DESIGN, "tag_counts", group=True, startkey=[scope], endkey=[scope, _HIGH])[
             "rows"
         ]
-        counted: dict[str, int] = {row["key"][1]: row["value"] for row in rows}
+        counted: dict[str, int] = {}
+        for row in rows:
+            tag = self.codec.tag_spelling(row["key"][1])
+            counted[tag] = counted.get(tag, 0) + row["value"]
         for row in self._shared_rows(shared, False):
-            for tag in row["value"][4]:
+            for tag in self.codec.tag_spellings(row["value"][4]):
                 counted[tag] = counted.get(tag, 0) + 1
         totals: dict[str, int] = {}
         spelling: dict[str, tuple[int, str]] = {}

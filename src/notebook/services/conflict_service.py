@@ -35,7 +35,6 @@ from notebook.core.merge import NoteVersion, merge_versions
 # the one place a service sees stored documents: merging works on the revision leaves of one
 # document, which only the database layer can list (see [tool.importlinter] in pyproject.toml)
 from notebook.database.conflicts import ConflictStore, refresh_family_to_revoke
-from notebook.database.repository import note_from_doc
 from notebook.services.ports import ResolutionStore
 from notebook.utils.metrics import CONFLICTS_DETECTED, CONFLICTS_LEFT_FOR_PEOPLE, CONFLICTS_RESOLVED
 
@@ -245,8 +244,8 @@ class ConflictResolver:
             winner_leaf, loser_leaves = leaves[0], leaves[1:]
             if not loser_leaves and not carried:
                 return True
-            winner = note_from_doc(winner_leaf.doc)
-            losers = [(note_from_doc(leaf.doc), leaf.history) for leaf in loser_leaves]
+            winner = self.notes.from_doc(winner_leaf.doc)
+            losers = [(self.notes.from_doc(leaf.doc), leaf.history) for leaf in loser_leaves]
             present = {loser.version for loser, _ in losers}
             losers += [item for item in carried if item[0].version not in present]
             merged = version_of(winner)
@@ -310,7 +309,7 @@ class ConflictResolver:
             raise InvalidInput("the note has no conflict to resolve", field="id")
         if keep_version is None and not merged:
             raise InvalidInput("give keepVersion or merged", field="keepVersion")
-        by_version = {leaf.rev: note_from_doc(leaf.doc) for leaf in leaves}
+        by_version = {leaf.rev: self.notes.from_doc(leaf.doc) for leaf in leaves}
         winner = by_version[leaves[0].rev]
         if keep_version is not None and keep_version not in by_version:
             raise InvalidInput("keepVersion is not one of the competing versions", field="keepVersion")

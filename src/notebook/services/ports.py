@@ -9,7 +9,7 @@ tests/unit/fakes.py, and tests/unit/test_ports.py checks that both keep matching
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from notebook.core.activity import Activity
 from notebook.core.domain import (
@@ -117,6 +117,10 @@ class NoteRevisionSource(Protocol):
 class ResolutionStore(NoteRevisionSource, Protocol):
     """What settling a note's conflict writes: the winner, the losing leaves' deletion and the
     revisions that keep every replaced version, in one step."""
+
+    def from_doc(self, doc: dict[str, Any]) -> Note:
+        """A note from one stored leaf (opened, when notes are sealed)."""
+        ...
 
     def write_resolution(
         self,

@@ -1,0 +1,139 @@
+"""The replicated key ring: the `keyring` document of the notes database (utils/key_store.py
+says what it holds and why it merges safely).
+
+Every app process follows it (`KeyRingSync.run`, every KEYRING_REFRESH_SECONDS) and reads it
+at once when a document names a key it does not hold. A rotation writes it to every node
+(`publish_everywhere`) before the new key may be used."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from notebook.database.couch import CouchError, Database
+from notebook.utils.key_store import (
+    KEYRING_DOC_ID,
+    KeyRing,
+    KeyStoreError,
+    KeyStoreFile,
+    keys_from_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+class KeyRingSync:
+    def __init__(self, ring: KeyRing, notes: Database, store: KeyStoreFile | None = None) -> None:
+        self.ring = ring
+        self.notes = notes
+        self.store = store
+        self._lock = threading.Lock()
+        self.published = False  # this process's keys are in the replicated document
+
+    def _leaves(self, node: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"conflicts": True}
+        doc = (
+            self.notes.get_or_none(KEYRING_DOC_ID, **params)
+            if node is None
+            else _get_on(self.notes, node, params)
+        )
+        if doc is None:
+            return []
+        others = (
+            self.notes.open_revs(KEYRING_DOC_ID, doc.get("_conflicts", [])) if doc.get("_conflicts") else []
+        )
+        return [doc, *[leaf for leaf in others if not leaf.get("_deleted")]]
+
+    def _merge(self, leaves: list[dict[str, Any]]) -> bool:
+        changed = False
+        for leaf in leaves:
+            changed |= self.ring.merge(keys_from_json(leaf, self.ring.master, "the replicated key ring"))
+        return changed
+
+    def _write(self, leaves: list[dict[str, Any]], node: str | None = None) -> None:
+        """The ring as the document's one leaf: the merged body on the winner, the other leaves
+        deleted (their keys are in the merge)."""
+        body = {"_id": KEYRING_DOC_ID, "type": "keyring", **self.ring.to_json()}
+        if leaves:
+            body["_rev"] = leaves[0]["_rev"]
+        docs = [body] + [
+            {"_id": KEYRING_DOC_ID, "_rev": leaf["_rev"], "_deleted": True} for leaf in leaves[1:]
+        ]
+        path = f"{self.notes.name}/_bulk_docs"
+        answer = self.notes.client.request("POST", path, body={"docs": docs}, node=node)
+        for result in answer if isinstance(answer, list) else []:
+            if result.get("error") and result.get("rev") is None and result.get("id") == KEYRING_DOC_ID:
+                raise CouchError(409, "conflict", "the key ring changed meanwhile; try again")
+
+    def _needs_write(self, leaves: list[dict[str, Any]]) -> bool:
+        if len(leaves) != 1:
+            return True
+        stored = {k["id"]: k.get("state") for k in leaves[0].get("keys", [])}
+        return stored != {k.id: k.state for k in self.ring.stored()}
+
+    def refresh(self) -> bool:
+        """Read the replicated ring, take in what it adds, and write back what it lacks; True
+        when this process learnt something. Storage errors propagate (the caller retries)."""
+        with self._lock:
+            leaves = self._leaves()
+            changed = self._merge(leaves)
+            if self._needs_write(leaves):
+                self._write(leaves)
+            self.published = True
+            if changed:
+                log.info(
+                    "key ring updated", extra={"keys": [f"{k.id}:{k.state}" for k in self.ring.stored()]}
+                )
+                self._save()
+            return changed
+
+    def _save(self) -> None:
+        """Keep this host's key store file up to date; the replicated document is what counts,
+        so a read-only file (a container's mounted secret) is only logged."""
+        if self.store is None:
+            return
+        try:
+            self.store.write(self.ring)
+        except OSError as exc:
+            log.warning("key store file not updated (%s); the replicated key ring has the keys", exc.strerror)
+
+    def ensure_published(self) -> None:
+        if not self.published:
+            self.refresh()
+
+    def publish_everywhere(self, nodes: tuple[str, ...]) -> None:
+        """Write the ring to every node directly (a rotation's step): CouchError when a node
+        cannot take it, and then nothing may use the new state yet."""
+        with self._lock:
+            for node in nodes:
+                leaves = self._leaves(node)
+                self._merge(leaves)
+                self._write(leaves, node)
+            self._save()
+
+    def replace_on(self, node: str) -> None:
+        """Write this ring over the document on `node` without merging (master-key rotation:
+        the stored leaves are wrapped by the previous master key and hold the same keys)."""
+        with self._lock:
+            doc = _get_on(self.notes, node, {"conflicts": True})
+            leaves = [doc, *({"_rev": rev} for rev in doc.get("_conflicts", []))] if doc else []
+            self._write(leaves, node)
+
+    def run(self, stop: threading.Event, seconds: float) -> None:
+        while not stop.wait(seconds):
+            try:
+                self.refresh()
+            except (CouchError, KeyStoreError) as exc:
+                log.warning("key ring not refreshed: %s", exc)
+            except Exception:  # noqa: BLE001 - a background loop must not die
+                log.exception("key ring refresh failed")
+
+
+def _get_on(db: Database, node: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return db.client.request("GET", f"{db.name}/{KEYRING_DOC_ID}", params=params, node=node)
+    except CouchError as exc:
+        if exc.status == 404:
+            return None
+        raise
