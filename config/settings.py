@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_LENGTH = 32
@@ -34,6 +35,30 @@ def _bool(value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _plain_http_beyond_loopback(url: str) -> bool:
+    """http:// to anything but 127.0.0.0/8, ::1 or localhost (credentials would leave the
+    machine unencrypted). The app's CouchDB client has the same rule (couch/tls.py)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host in _LOOPBACK_NAMES:
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url.strip())
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def _networks(value: str) -> tuple[str, ...]:
@@ -68,6 +93,18 @@ class Config:
     couchdb_admin_password: str = ""
     db_prefix: str = "notebook_"
     couchdb_timeout_seconds: float = 10.0
+    # TLS towards the nodes (docs/security.md, "TLS"): https:// node URLs are verified against
+    # the system store, or only against this CA bundle; host names are checked
+    couchdb_ca_file: str = ""
+    # a client certificate (and its key, unless in the same PEM file) shown to every node
+    couchdb_client_cert: str = ""
+    couchdb_client_key: str = ""
+    # production refuses http:// node URLs beyond loopback unless this says the network is safe
+    couchdb_allow_plain_http: bool = False
+    # the app's own HTTPS (notebook-server in production: gunicorn --certfile/--keyfile), for
+    # set-ups without haproxy in front
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     replication_nodes: tuple[str, ...] = ()
     continuous_replication: bool = True
@@ -165,6 +202,11 @@ class Config:
             return self.write_quorum
         return 2 if len(self.all_node_urls) > 1 else 1
 
+    def plain_http_nodes(self) -> list[str]:
+        """The node URLs (COUCHDB_URL, REPLICATION_NODES) that are http:// beyond loopback,
+        without their credentials."""
+        return [_without_credentials(url) for url in self.all_node_urls if _plain_http_beyond_loopback(url)]
+
     def validate(self) -> None:
         """Raise ConfigError when this configuration must not be used."""
         if not self.secret_key:
@@ -178,6 +220,18 @@ class Config:
         for name in _POSITIVE_LIMITS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")
+        self._validate_tls()
+
+    def _validate_tls(self) -> None:
+        if self.couchdb_client_key and not self.couchdb_client_cert:
+            raise ConfigError("COUCHDB_CLIENT_KEY is set without COUCHDB_CLIENT_CERT")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
+        for name in ("couchdb_ca_file", "couchdb_client_cert", "couchdb_client_key", "tls_cert_file",
+                     "tls_key_file"):  # fmt: skip
+            path = getattr(self, name)
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(f"{name.upper()} {path} is not a readable file")
 
 
 @dataclass(frozen=True)
@@ -227,6 +281,12 @@ class ProductionConfig(Config):
             raise ConfigError("COUCHDB_USER and COUCHDB_PASSWORD must be set in production")
         if self.debug:
             raise ConfigError("FLASK_DEBUG must not be set in production (it serves a debugger)")
+        plain = self.plain_http_nodes()
+        if plain and not self.couchdb_allow_plain_http:
+            raise ConfigError(
+                f"{plain[0]} is plain HTTP beyond loopback: use https:// (COUCHDB_CA_FILE for a private "
+                "CA) or set COUCHDB_ALLOW_PLAIN_HTTP=true if that network is trusted"
+            )
         super().validate()
 
 
@@ -258,6 +318,12 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "COUCHDB_ADMIN_PASSWORD": ("couchdb_admin_password", str),
     "COUCHDB_DB_PREFIX": ("db_prefix", str),
     "COUCHDB_TIMEOUT_SECONDS": ("couchdb_timeout_seconds", float),
+    "COUCHDB_CA_FILE": ("couchdb_ca_file", str),
+    "COUCHDB_CLIENT_CERT": ("couchdb_client_cert", str),
+    "COUCHDB_CLIENT_KEY": ("couchdb_client_key", str),
+    "COUCHDB_ALLOW_PLAIN_HTTP": ("couchdb_allow_plain_http", _bool),
+    "TLS_CERT_FILE": ("tls_cert_file", str),
+    "TLS_KEY_FILE": ("tls_key_file", str),
     "REPLICATION_NODES": ("replication_nodes", _list),
     "CONTINUOUS_REPLICATION": ("continuous_replication", _bool),
     "REPLICATION_RETRY_SECONDS": ("replication_retry_seconds", int),

@@ -13,6 +13,7 @@ from config.settings import Config, ConfigError
 from notebook.database.activity_repository import ActivityRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
+from notebook.database.couch.tls import CouchTLS, TLSConfigError
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.keyring_sync import KeyRingSync
 from notebook.database.note_codec import NoteCodec
@@ -146,7 +147,18 @@ def open_keys(config: Config) -> KeyRing | None:
         raise ConfigError(str(exc)) from None
 
 
-def keyring_sync(config: Config, ring: KeyRing | None) -> KeyRingSync | None:
+def couch_tls(config: Config) -> CouchTLS:
+    """The process's one TLS setting for the CouchDB nodes (COUCHDB_CA_FILE, COUCHDB_CLIENT_CERT,
+    COUCHDB_CLIENT_KEY), loaded now: ConfigError with a one-line reason when it cannot be."""
+    tls = CouchTLS(config.couchdb_ca_file, config.couchdb_client_cert, config.couchdb_client_key)
+    try:
+        tls.context()
+    except TLSConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return tls
+
+
+def keyring_sync(config: Config, ring: KeyRing | None, tls: CouchTLS | None = None) -> KeyRingSync | None:
     """The replicated key ring's follower, on a client of its own: its background reads are
     not counted as the requests' cost."""
     if ring is None:
@@ -156,6 +168,7 @@ def keyring_sync(config: Config, ring: KeyRing | None) -> KeyRingSync | None:
         user=config.couchdb_user,
         password=config.couchdb_password,
         timeout=config.couchdb_timeout_seconds,
+        tls=tls or couch_tls(config),
     )
     return KeyRingSync(
         ring, open_databases(client, config.db_prefix).notes, KeyStoreFile(Path(config.key_store_path))
@@ -164,6 +177,7 @@ def keyring_sync(config: Config, ring: KeyRing | None) -> KeyRingSync | None:
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
     """Wire repositories and services; install databases and views unless told not to."""
+    tls = couch_tls(config)  # one for every client of this process
     couch = couch or CouchDBClient(
         config.all_node_urls,
         user=config.couchdb_user,
@@ -173,6 +187,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         write_quorum=config.effective_write_quorum,
         quorum_timeout=config.quorum_timeout_seconds,
         quorum_exempt=(database_names(config.db_prefix)["throttle"],),  # couch/quorum.py: why
+        tls=tls,
     )
     databases = open_databases(couch, config.db_prefix)
     # least privilege: with COUCHDB_ADMIN_USER set, only set-up uses that account and requests
@@ -188,6 +203,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
             user=setup_user,
             password=setup_password,
             timeout=config.couchdb_timeout_seconds,
+            tls=tls,
         )
         setup_databases = open_databases(admin_couch, config.db_prefix)
         members = (config.couchdb_user,) if config.couchdb_user else ()
@@ -232,7 +248,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         memberships=memberships,
         activity=activity,
     )
-    keys = keyring_sync(config, open_keys(config))
+    keys = keyring_sync(config, open_keys(config), tls)
     codec = (
         NoteCodec(keys.ring, refresh=keys.refresh, before_write=keys.ensure_published)
         if keys
@@ -254,6 +270,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         members=members,
         member_passwords={config.couchdb_user: config.couchdb_password} if members else None,
         node_list_database=databases.users.name,
+        tls=tls,
     )
     replication = ReplicationService(manager)
     permissions = PermissionPolicy(notebooks, note_repo.get)

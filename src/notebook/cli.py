@@ -93,14 +93,20 @@ def backup_command(action: str, path: str) -> int:
     copies it to the others."""
     from pathlib import Path
 
+    from notebook.bootstrap import couch_tls
     from notebook.core.errors import StorageError
     from notebook.database.backup import BackupError, restore_backup, write_backup
     from notebook.database.couch import CouchDBClient
 
-    config = load_config()
+    try:
+        config = load_config()
+        tls = couch_tls(config)
+    except ConfigError as exc:
+        print(f"notebook-server: {exc}", file=sys.stderr)
+        return 2
     user = config.couchdb_admin_user or config.couchdb_user
     password = config.couchdb_admin_password if config.couchdb_admin_user else config.couchdb_password
-    client = CouchDBClient(config.couchdb_url, user=user, password=password, timeout=60.0)
+    client = CouchDBClient(config.couchdb_url, user=user, password=password, timeout=60.0, tls=tls)
     try:
         if action == "backup":
             summary = write_backup(client, config.db_prefix, Path(path))

@@ -90,7 +90,9 @@ def build_source(args: argparse.Namespace) -> NodeSource | ApiSource:
         config.couchdb_admin_password if config.couchdb_admin_user and args.user is None
         else config.couchdb_password
     )  # fmt: skip
-    return NodeSource(urls, list(database_names(prefix).values()), user, password)
+    from notebook.bootstrap import couch_tls
+
+    return NodeSource(urls, list(database_names(prefix).values()), user, password, tls=couch_tls(config))
 
 
 def look(source: NodeSource | ApiSource, latency_threshold_ms: float) -> ClusterReport:

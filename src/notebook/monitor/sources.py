@@ -16,17 +16,20 @@ from typing import Any
 import httpx
 
 from notebook.database.couch import CouchDBClient, CouchError
+from notebook.database.couch.tls import CouchTLS
 from notebook.database.replication import LinkStatus, ReplicationManager
 from notebook.monitor.report import ClusterReport, NodeReport, Problem
 
 
 class NodeSource:
     def __init__(self, urls: Sequence[str], databases: Sequence[str], user: str = "", password: str = "",
-                 timeout: float = 5.0) -> None:  # fmt: skip
+                 timeout: float = 5.0, tls: CouchTLS | None = None) -> None:  # fmt: skip
         self.databases = list(databases)
-        self.manager = ReplicationManager(list(urls), self.databases, user, password, timeout=timeout)
+        self.manager = ReplicationManager(
+            list(urls), self.databases, user, password, timeout=timeout, tls=tls
+        )
         self.clients = {
-            url: CouchDBClient(url, user=user, password=password, timeout=timeout, max_attempts=1)
+            url: CouchDBClient(url, user=user, password=password, timeout=timeout, max_attempts=1, tls=tls)
             for url in self.manager.node_urls
         }
 

@@ -39,6 +39,7 @@ from notebook.database.couch.nodes import CouchNode, HealthMonitor, NodeFailure,
 from notebook.database.couch.paths import encode_params, strip_credentials
 from notebook.database.couch.quorum import QuorumPush, replica_docs
 from notebook.database.couch.server_differences import REQUEST_HEADERS
+from notebook.database.couch.tls import DEFAULT_TLS, CouchTLS, tls_failure
 from notebook.database.couch.verification import RequestKind, WritePlan, classify
 from notebook.utils.metrics import COUCHDB_SECONDS
 
@@ -73,6 +74,9 @@ class CouchDBClient:
     - `write_quorum`: nodes that must hold a document write's revision before it is
       acknowledged (1: the node that took it); `quorum_timeout`: seconds for the other copies;
       `quorum_exempt`: databases whose writes one node acknowledges (quorum.py says which).
+    - `tls`: how `https://` nodes are verified and which client certificate they are shown
+      (tls.py); one `CouchTLS` per process, shared by all its clients. Default: the system's
+      trust store, host names checked, no client certificate.
     - `transport` replaces the network (tests pass an `httpx.MockTransport`).
     """
 
@@ -92,6 +96,7 @@ class CouchDBClient:
         write_quorum: int = 1,
         quorum_timeout: float = 5.0,
         quorum_exempt: Sequence[str] = (),
+        tls: CouchTLS | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         url_list = [urls] if isinstance(urls, str) else list(urls)
@@ -124,7 +129,9 @@ class CouchDBClient:
         self.connect_timeout = min(timeout, 3.0)
         self.max_attempts = max_attempts or max(2, 2 * len(nodes))
         self.deadline = deadline
+        self.tls = tls or DEFAULT_TLS
         self._http = httpx.Client(
+            verify=self.tls.context(),
             timeout=httpx.Timeout(timeout, connect=self.connect_timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers=REQUEST_HEADERS,
@@ -439,6 +446,11 @@ class CouchDBClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # nothing was sent; a pool timeout means we are busy, not that the node is down
             busy = isinstance(exc, httpx.PoolTimeout)
+            tls_reason = None if busy else tls_failure(exc)
+            if tls_reason is not None:
+                # the node is up but cannot prove who it is (or speaks no TLS): say so, by name
+                kind, why = tls_reason
+                raise NodeFailure(f"TLS {kind} failed for {node.url}: {why}", sent=False) from None
             raise NodeFailure(f"{type(exc).__name__} from {node.url}", sent=False, transient=busy) from None
         except httpx.TransportError as exc:
             # read timeout, connection reset, server gone after the request went out

@@ -19,6 +19,7 @@ import httpx
 from notebook.core.errors import InvalidInput
 from notebook.database.couch import CouchDBClient
 from notebook.database.couch.server_differences import replicator_endpoint
+from notebook.database.couch.tls import CouchTLS, plain_http_refusal
 
 REPLICATOR_DB = "_replicator"
 JOB_ID_PREFIX = "notebook-replication:"
@@ -47,25 +48,45 @@ def clean_url(url: str) -> str:
     return str(parsed.copy_with(username=None, password=None, query=None, fragment=None)).rstrip("/") + "/"
 
 
+class PlainHTTPRefused(InvalidInput):
+    """A replication job would carry credentials over plain HTTP beyond loopback."""
+
+
 class MeshNode:
     """A node of the replication mesh: its clean URL, its own client and the credentials the
-    replicators use to reach it."""
+    replicators use to reach it.
+
+    The jobs name the node by the URL the app uses (or `via`): an `https://` URL configured for
+    the app is the one the replicators use too. Credentials never go into a job whose endpoint
+    is `http://` beyond loopback (`endpoint` raises PlainHTTPRefused).
+    """
 
     def __init__(
-        self, url: str, user: str, password: str, timeout: float, transport: httpx.BaseTransport | None = None
+        self,
+        url: str,
+        user: str,
+        password: str,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+        tls: CouchTLS | None = None,
     ) -> None:
         self.url = clean_url(url)
         parsed = httpx.URL(url.strip())
         self.user = parsed.username or user
         self.password = parsed.password if parsed.username else password
         self.client = CouchDBClient(
-            self.url, user=self.user, password=self.password, timeout=timeout, transport=transport
+            self.url, user=self.user, password=self.password, timeout=timeout, tls=tls, transport=transport
         )
 
     def endpoint(self, database: str, via: str | None = None) -> dict[str, Any]:
         """This node's `database` as a `_replicator` source or target; `via` is another address
-        of this node (how the other nodes reach it)."""
-        return replicator_endpoint((via or self.url) + quote(database, safe=""), self.user, self.password)
+        of this node (how the other nodes reach it). PlainHTTPRefused when that address is
+        `http://` beyond loopback and the endpoint would carry credentials."""
+        address = via or self.url
+        refusal = plain_http_refusal(address) if self.user else None
+        if refusal is not None:
+            raise PlainHTTPRefused(f"no replication job with credentials to {refusal}; use https://")
+        return replicator_endpoint(address + quote(database, safe=""), self.user, self.password)
 
     def secrets(self) -> list[str]:
         if not self.user:

@@ -46,12 +46,14 @@ from notebook.database.couch.server_differences import (
     job_state,
     writes_jobs_one_at_a_time,
 )
+from notebook.database.couch.tls import CouchTLS
 from notebook.database.design_docs import ensure_members
 from notebook.database.replication.canaries import LagMeter, Link
 from notebook.database.replication.jobs import (
     JOB_FIELDS,
     REPLICATOR_DB,
     MeshNode,
+    PlainHTTPRefused,
     clean_url,
     job_doc,
     job_id,
@@ -104,6 +106,7 @@ class ReplicationManager:
         node_list_database: str = "",
         member_passwords: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        tls: CouchTLS | None = None,
     ) -> None:
         self.databases = list(dict.fromkeys(database_names))
         self.continuous = continuous
@@ -113,6 +116,7 @@ class ReplicationManager:
         self._timeout = timeout
         self._active_node = active_node
         self._transport = transport  # tests replace the network
+        self._tls = tls  # how every node's client verifies it (couch/tls.py)
         # accounts that must be members of the databases on every node: CouchDB 3 creates
         # databases admin-only and replication does not copy `_security` (docs/operations.md)
         self._members = list(members)
@@ -126,7 +130,7 @@ class ReplicationManager:
         self._nodes: list[MeshNode] = []
         for url in node_urls:
             if clean_url(url) not in {node.url for node in self._nodes}:
-                self._nodes.append(MeshNode(url, user, password, timeout, transport))
+                self._nodes.append(MeshNode(url, user, password, timeout, transport, tls))
         self._states = JobStateReader()
         self._lock = threading.RLock()
         self._lags = LagMeter(self.databases, self._describe)
@@ -178,6 +182,8 @@ class ReplicationManager:
                 self._refill_databases(node, nodes, ready)
             except CouchError as exc:
                 failures.append(f"{node.url}: refill: {self._describe(exc)}")
+            except PlainHTTPRefused as exc:
+                failures.append(f"{node.url}: refill: {exc}")
         ids: list[str] = []
         for host in nodes:
             targets = [target for target in nodes if target is not host]
@@ -185,7 +191,7 @@ class ReplicationManager:
             if host in ready:
                 # a node that refused us gets no job pointing at it: on pouchdb-server a job whose
                 # endpoint answers 401 kills the node hosting it, at every restart
-                jobs = [self._job_doc(db, host, t) for t in targets if t in ready for db in self.databases]
+                jobs = self._job_docs(host, [t for t in targets if t in ready], failures)
                 failures.extend(self._put_jobs(host, jobs))
         if failures:
             raise ReplicationError("replication setup incomplete: " + "; ".join(failures))
@@ -309,6 +315,21 @@ class ReplicationManager:
 
     def _job_doc(self, database: str, source: MeshNode, target: MeshNode) -> dict[str, Any]:
         return job_doc(database, source, target, self.continuous, self._peer_urls.get(target.url))
+
+    def _job_docs(
+        self, host: MeshNode, targets: Sequence[MeshNode], failures: list[str]
+    ) -> list[dict[str, Any]]:
+        """The job documents from `host` to each target and database; a link whose job would
+        carry credentials over plain HTTP beyond loopback gets none, and a failure line."""
+        jobs: list[dict[str, Any]] = []
+        for target in targets:
+            try:
+                jobs.extend(self._job_doc(db, host, target) for db in self.databases)
+            except PlainHTTPRefused as exc:
+                log.error("replication job refused", extra={"node": host.url, "target": target.url,
+                                                             "error": str(exc)})  # fmt: skip
+                failures.append(f"{host.url} -> {target.url}: {exc}")
+        return jobs
 
     def _put_jobs(self, host: MeshNode, jobs: list[dict[str, Any]]) -> list[str]:
         """Write the job documents that are missing, different or failed, and recreate those in
@@ -535,7 +556,7 @@ class ReplicationManager:
         return added, [node.url for node in dropped]
 
     def _new_node(self, url: str) -> MeshNode:
-        return MeshNode(url, self._user, self._password, self._timeout, self._transport)
+        return MeshNode(url, self._user, self._password, self._timeout, self._transport, self._tls)
 
     # membership -------------------------------------------------------------------------------
     def add_node(self, url: str, timeout: float = 60.0) -> NodeAdded:
@@ -543,7 +564,7 @@ class ReplicationManager:
         ways; then wait up to `timeout` seconds for it to catch up and build its views."""
         started = time.monotonic()
         deadline = started + timeout
-        candidate = MeshNode(url, self._user, self._password, self._timeout, self._transport)
+        candidate = self._new_node(url)
         with self._lock:
             existing = next((node for node in self._nodes if node.url == candidate.url), None)
             others = [node for node in self._nodes if node.url != candidate.url]
@@ -568,7 +589,7 @@ class ReplicationManager:
         job_ids: list[str] = []
         for host in [candidate, *others]:
             targets = others if host is candidate else [candidate]
-            jobs = [self._job_doc(db, host, target) for target in targets for db in self.databases]
+            jobs = self._job_docs(host, targets, failures)
             job_ids.extend(job["_id"] for job in jobs)
             failures.extend(self._put_jobs(host, jobs))
         if failures:
