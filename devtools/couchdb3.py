@@ -66,11 +66,17 @@ class NodesScript:
     def state(self) -> dict[str, Any]:
         return json.loads((self.directory / "nodes.json").read_text())
 
-    def start(self, count: int = 1, cluster: bool = False) -> dict[str, Any]:
-        """Start `count` nodes (one cluster with `cluster`); returns nodes.json. A failed start
-        stops whatever it had started."""
+    def start(
+        self, count: int = 1, cluster: bool = False, tls: tuple[Path, Path] | None = None
+    ) -> dict[str, Any]:
+        """Start `count` nodes (one cluster with `cluster`; each also serving HTTPS with the
+        certificate and key `tls`); returns nodes.json. A failed start stops whatever it had
+        started."""
+        options = ["--cluster"] if cluster else []
+        if tls is not None:
+            options += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         try:
-            self("start", "--count", str(count), *(["--cluster"] if cluster else []))
+            self("start", "--count", str(count), *options)
         except BaseException:
             with contextlib.suppress(Exception):
                 self("stop")

@@ -104,6 +104,8 @@ class CouchDB3Node:
         self.password = password
         node = script.state()["nodes"][index]
         self.url = node["url"].rstrip("/") + "/"
+        # the HTTPS listener of a node started with a certificate (start_nodes(..., tls=...))
+        self.https_url = node["https_url"].rstrip("/") + "/" if node.get("https_url") else None
         self.port = int(node["port"])
         self.log_path = Path(node["log"])
 
@@ -292,17 +294,26 @@ class NodeSet:
 
 
 def start_nodes(
-    base_dir: Path, count: int = 1, cluster: bool = False, kind: str | None = None, skip_external: int = 0
+    base_dir: Path,
+    count: int = 1,
+    cluster: bool = False,
+    kind: str | None = None,
+    skip_external: int = 0,
+    tls: tuple[Path, Path] | None = None,
 ) -> NodeSet:
     """Start `count` nodes of the server under test in `base_dir` (stop them with .stop()).
 
     `cluster`: CouchDB 3 only, join them into ONE clustered CouchDB (nodes.py --cluster).
+    `tls`: CouchDB 3 only, (certificate, key) PEM files: every node also serves HTTPS with them
+    (nodes.py --tls-cert/--tls-key), at each node's `https_url`.
     `skip_external`: with external nodes, use the ones after the first `skip_external` (a test
     that needs a node besides those of its module fixture).
     """
     kind = kind or server_kind()
     if cluster and kind != "couchdb3":
         pytest.skip("a clustered CouchDB exists only on the couchdb3 server")
+    if tls and kind != "couchdb3":
+        pytest.skip("nodes serving HTTPS are started only on the couchdb3 server (nodes.py --tls-cert)")
     if kind == "pouchdb":
         ensure_pouchdb_server()
         local = LocalCluster(base_dir, nodes=count)
@@ -314,7 +325,7 @@ def start_nodes(
         except CouchDB3NotFound as error:
             hint = "or run the suite against external nodes (docs/testing.md)"
             raise pytest.UsageError(f"{error}, {hint}") from error
-        state = script.start(count, cluster)
+        state = script.start(count, cluster, tls)
         user, password = state["user"], state["password"]
         nodes = [CouchDB3Node(script, index, user, password) for index in range(count)]
         made = NodeSet(kind, nodes, user, password, clustered=cluster, script=script)

@@ -343,3 +343,104 @@ def test_all_node_urls_puts_couchdb_url_first_and_dedupes() -> None:
 def test_all_node_urls_with_a_single_node() -> None:
     config = load_config(environ={"COUCHDB_URL": "http://127.0.0.1:5999/"})
     assert config.all_node_urls == ("http://127.0.0.1:5999/",)
+
+
+# -- TLS towards CouchDB and the app's own HTTPS ----------------------------------------------------
+
+
+def test_tls_settings_are_read_from_the_environment(tmp_path: Path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key", "app-cert", "app-key")}
+    for path in files.values():
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(
+        environ=_production(
+            COUCHDB_URL="https://couch1.internal:6984/",
+            COUCHDB_CA_FILE=str(files["ca"]),
+            COUCHDB_CLIENT_CERT=str(files["cert"]),
+            COUCHDB_CLIENT_KEY=str(files["key"]),
+            TLS_CERT_FILE=str(files["app-cert"]),
+            TLS_KEY_FILE=str(files["app-key"]),
+        )
+    )
+    assert config.couchdb_ca_file == str(files["ca"])
+    assert (config.couchdb_client_cert, config.couchdb_client_key) == (str(files["cert"]), str(files["key"]))
+    assert (config.tls_cert_file, config.tls_key_file) == (str(files["app-cert"]), str(files["app-key"]))
+    assert config.couchdb_allow_plain_http is False
+    config.validate()
+
+
+def test_tls_settings_default_to_the_system_store_and_no_certificates() -> None:
+    config = load_config(environ=_production())
+    assert (config.couchdb_ca_file, config.couchdb_client_cert, config.couchdb_client_key) == ("", "", "")
+    assert (config.tls_cert_file, config.tls_key_file) == ("", "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5984/",
+        "http://127.0.0.53:5984/",
+        "http://localhost:5984/",
+        "http://[::1]:5984/",
+        "https://10.0.0.4:6984/",
+        "https://couch1.internal:6984/",
+    ],
+)
+def test_production_accepts_https_and_loopback_http_nodes(url: str) -> None:
+    load_config(environ=_production(COUCHDB_URL=url, REPLICATION_NODES="https://couch2:6984/")).validate()
+
+
+@pytest.mark.parametrize(
+    ("couchdb_url", "replication_nodes", "refused"),
+    [
+        ("http://10.0.0.4:5984/", "", "http://10.0.0.4:5984/"),
+        ("http://couch1:5984/", "", "http://couch1:5984/"),
+        ("https://10.0.0.4:6984/", "http://127.0.0.1:5984/,http://10.0.0.5:5984/", "http://10.0.0.5:5984/"),
+        ("http://[2001:db8::1]:5984/", "", "http://[2001:db8::1]:5984/"),
+        ("http://localhost.example.com:5984/", "", "http://localhost.example.com:5984/"),
+    ],
+)
+def test_production_refuses_plain_http_beyond_loopback(
+    couchdb_url: str, replication_nodes: str, refused: str
+) -> None:
+    environ = _production(COUCHDB_URL=couchdb_url, REPLICATION_NODES=replication_nodes)
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ=environ).validate()
+    _assert_operator_message(raised.value)
+    assert refused in str(raised.value)
+    assert "COUCHDB_ALLOW_PLAIN_HTTP" in str(raised.value)
+    # the operator's explicit opt-in, and only that, lets it run
+    load_config(environ={**environ, "COUCHDB_ALLOW_PLAIN_HTTP": "true"}).validate()
+    with pytest.raises(ConfigError):
+        load_config(environ={**environ, "COUCHDB_ALLOW_PLAIN_HTTP": "false"}).validate()
+
+
+def test_the_plain_http_refusal_shows_no_credentials_of_the_url() -> None:
+    environ = _production(COUCHDB_URL="http://admin:url-password-value@10.0.0.4:5984/")
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ=environ).validate()
+    _assert_operator_message(raised.value, "url-password-value", "admin:")
+    assert "http://10.0.0.4:5984/" in str(raised.value)
+
+
+def test_plain_http_nodes_are_accepted_outside_production(dev_environ: dict[str, str]) -> None:
+    load_config(environ={**dev_environ, "COUCHDB_URL": "http://10.0.0.4:5984/"}).validate()
+    load_config(environ={"FLASK_ENV": "testing", "COUCHDB_URL": "http://10.0.0.4:5984/"}).validate()
+
+
+def test_tls_files_must_exist_and_go_together(tmp_path: Path) -> None:
+    present = tmp_path / "present.pem"
+    present.write_text("pem")
+    missing = str(tmp_path / "missing.pem")
+    cases = [
+        ({"COUCHDB_CA_FILE": missing}, "COUCHDB_CA_FILE"),
+        ({"COUCHDB_CLIENT_CERT": missing}, "COUCHDB_CLIENT_CERT"),
+        ({"COUCHDB_CLIENT_KEY": str(present)}, "COUCHDB_CLIENT_KEY is set without COUCHDB_CLIENT_CERT"),
+        ({"TLS_CERT_FILE": str(present)}, "TLS_CERT_FILE and TLS_KEY_FILE go together"),
+        ({"TLS_CERT_FILE": str(present), "TLS_KEY_FILE": missing}, "TLS_KEY_FILE"),
+    ]
+    for changes, expected in cases:
+        with pytest.raises(ConfigError) as raised:
+            load_config(environ=_production(**changes)).validate()
+        _assert_operator_message(raised.value)
+        assert expected in str(raised.value), changes
