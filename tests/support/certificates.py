@@ -55,6 +55,10 @@ class CertificateAuthority:
         usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
         alt_names: list[x509.GeneralName] = [x509.DNSName("localhost")]
         alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        # CouchDB's replicator (Erlang ssl) checks a URL's host as a DNS name even when it is an
+        # address: with only an IP entry it fails `hostname_check_failed`. Python and OpenSSL
+        # check addresses against IP entries only, so both kinds are needed (docs/security.md).
+        alt_names += [x509.DNSName(ip) for ip in ips]
         certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
