@@ -8,6 +8,7 @@ from notebook.api.gunicorn_config import (  # noqa: F401
     max_requests,
     on_exit,
     on_starting,
+    ssl_context,
     threads,
     timeout,
     worker_class,

@@ -295,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
             "4",
             "--bind",
             f"{host}:{port}",
-            "notebook.api.app:create_app()",
         ]
+        if config.tls_cert_file:
+            # the app serves HTTPS itself (a small set-up without haproxy in front)
+            sys.argv += ["--certfile", config.tls_cert_file, "--keyfile", config.tls_key_file]
+        sys.argv.append("notebook.api.app:create_app()")
         run()
         return 0
     from notebook.api.app import create_app, run_development_server

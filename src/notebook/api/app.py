@@ -15,7 +15,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Config, load_config
-from notebook.api.client_ip import client_ip
+from notebook.api.client_ip import ForwardedProto, client_ip
 from notebook.api.errors import (
     INTERNAL_MESSAGE,
     error_body,
@@ -102,6 +102,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     explorer_html = local_explorer_html("NoteBook GraphQL") if config.graphql_explorer else None
     explorer_csp = explorer_policy(explorer_html) if explorer_html else ""
     CORS(app, origins=list(config.cors_origins), supports_credentials=False)
+    app.wsgi_app = ForwardedProto(app.wsgi_app, config.trusted_proxies)  # type: ignore[method-assign]
 
     @app.before_request
     def start_request() -> None:
@@ -114,7 +115,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     @app.after_request
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        add_security_headers(response)
+        add_security_headers(response, secure=request.is_secure)
         log.info(
             "request",
             extra={

@@ -1,10 +1,12 @@
-"""Which address a request comes from: the peer, or what trusted proxies say in X-Forwarded-For."""
+"""Which address a request comes from: the peer, or what trusted proxies say in X-Forwarded-For;
+and which scheme the client used: the connection's, or X-Forwarded-Proto from a trusted proxy."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,3 +44,33 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted_proxie
         if not _trusted(hop, networks):
             return hop
     return current
+
+
+def forwarded_scheme(
+    remote_addr: str | None, forwarded_proto: str | None, trusted_proxies: tuple[str, ...]
+) -> str | None:
+    """The scheme a trusted proxy says the client used ("http" or "https"), or None: the peer
+    is not a trusted proxy, or said nothing usable (anyone else may send the header)."""
+    if not forwarded_proto or not _trusted((remote_addr or ""), trusted_networks(trusted_proxies)):
+        return None
+    # a chain of proxies appends: the last entry is the one our own proxy wrote
+    scheme = forwarded_proto.split(",")[-1].strip().lower()
+    return scheme if scheme in ("http", "https") else None
+
+
+class ForwardedProto:
+    """WSGI middleware: the request's scheme is X-Forwarded-Proto when a trusted proxy (TRUSTED_PROXIES)
+    sent it, so `request.is_secure` means "the client's hop was HTTPS"; from anyone else the
+    header is ignored."""
+
+    def __init__(self, app: Any, trusted_proxies: tuple[str, ...]) -> None:
+        self.app = app
+        self.trusted_proxies = trusted_proxies
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        scheme = forwarded_scheme(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_PROTO"), self.trusted_proxies
+        )
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+        return self.app(environ, start_response)

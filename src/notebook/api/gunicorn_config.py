@@ -56,6 +56,17 @@ max_requests = 0  # workers are not recycled: their health monitors and caches a
 _created_metrics_dir: str | None = None
 
 
+def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
+    """With --certfile/--keyfile (TLS_CERT_FILE/TLS_KEY_FILE through notebook-server): TLS 1.2
+    or newer only, like haproxy's `ssl-min-ver TLSv1.2`."""
+    import ssl
+
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+
 def on_starting(server: Any) -> None:
     """Give the workers an empty prometheus-client multiprocess directory (counters of an
     earlier run would otherwise be added to this one's): PROMETHEUS_MULTIPROC_DIR emptied when

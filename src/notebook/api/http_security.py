@@ -40,9 +40,16 @@ def explorer_policy(html: str) -> str:
     return page_policy(html)
 
 
-def add_security_headers(response: Response) -> Response:
-    """nosniff, no framing, no referrer, no caching, and a CSP unless the page set its own."""
+# a year, as browsers' preload lists require; sent only on answers the client got over HTTPS
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def add_security_headers(response: Response, secure: bool = False) -> Response:
+    """nosniff, no framing, no referrer, no caching, and a CSP unless the page set its own;
+    HSTS when the client's hop was HTTPS (`secure`: direct TLS, or a trusted proxy said so)."""
     headers = response.headers
+    if secure:
+        headers["Strict-Transport-Security"] = HSTS
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "no-referrer"
