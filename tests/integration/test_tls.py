@@ -360,3 +360,110 @@ def test_a_node_speaking_no_tls_on_an_https_url_is_a_handshake_failure(tls_serve
     url = "https" + plain.removeprefix("http")
     reason = _refusal(url, ca)
     assert reason.startswith(f"TLS handshake failed for {url}: "), reason
+
+
+# -- TLS from clients to the app: forwarded scheme, HSTS, the app's own HTTPS -----------------------
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "forwarded", "hsts"),
+    [
+        (("127.0.0.1",), "127.0.0.1", "https", True),  # our proxy says the client used HTTPS
+        (("127.0.0.1",), "127.0.0.1", "http", False),
+        (("127.0.0.1",), "127.0.0.1", "http, https", True),  # the nearest proxy's word counts
+        ((), "127.0.0.1", "https", False),  # no trusted proxy: the header is anyone's
+        (("10.9.0.0/16",), "127.0.0.1", "https", False),  # a peer that is not a trusted proxy
+        (("127.0.0.1",), "127.0.0.1", None, False),
+    ],
+)
+def test_hsts_only_when_the_client_hop_was_https(
+    config: Config, trusted: tuple[str, ...], peer: str, forwarded: str | None, hsts: bool
+) -> None:
+    from dataclasses import replace
+
+    from notebook.api.app import create_app
+
+    application = create_app(replace(config, trusted_proxies=trusted))
+    try:
+        headers = {"X-Forwarded-Proto": forwarded} if forwarded else {}
+        answer = application.test_client().get("/health", headers=headers, environ_base={"REMOTE_ADDR": peer})
+        assert answer.status_code == 200
+        assert ("Strict-Transport-Security" in answer.headers) is hsts, answer.headers
+        if hsts:
+            assert answer.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    finally:
+        services = application.extensions["notebook"]
+        services.stopping.set()
+        drop_databases(services)
+        services.close()
+
+
+def test_notebook_server_serves_https_itself_with_tls_cert_file(tmp_path: Path) -> None:
+    from devtools.local_server import free_port
+    from tests.support.api_server import BIN, ServerProcess, clean_environment
+
+    ca = make_ca(tmp_path, "app-ca")
+    issued = ca.issue(tmp_path, "app")
+    port = free_port()
+    env = clean_environment(
+        FLASK_ENV="production",
+        FLASK_HOST="127.0.0.1",
+        SECRET_KEY="production-secret-" + "t" * 32,
+        COUCHDB_USER="notebook",
+        COUCHDB_PASSWORD="couch-pass-7a6b5c",
+        COUCHDB_URL=f"http://127.0.0.1:{free_port()}/",  # no database: alive, not ready
+        TLS_CERT_FILE=str(issued.cert),
+        TLS_KEY_FILE=str(issued.key),
+    )
+    command = [str(BIN / "notebook-server"), "--port", str(port), "--workers", "1"]
+    server = ServerProcess(command, env, tmp_path, tmp_path, port)
+    url = f"https://127.0.0.1:{port}/health"
+    try:
+        verify = ssl.create_default_context(cafile=str(ca.cert))
+
+        def health() -> httpx.Response | None:
+            assert server.process.poll() is None, server.stderr()[-3000:]
+            try:
+                return httpx.get(url, verify=verify, timeout=httpx.Timeout(60, connect=2))
+            except httpx.ConnectError:
+                return None
+
+        answer = wait_for(health, 60, "notebook-server to answer over HTTPS")
+        assert answer.status_code == 200
+        assert answer.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+        with pytest.raises(httpx.TransportError):  # the port speaks only TLS
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    finally:
+        server.stop()
+    assert "couch-pass-7a6b5c" not in server.stderr()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"COUCHDB_URL": "http://couch1.internal:5984/"}, "http://couch1.internal:5984/ is plain HTTP"),
+        ({"REPLICATION_NODES": "http://couch2.internal:5984/"}, "http://couch2.internal:5984/ is plain HTTP"),
+        ({"TLS_CERT_FILE": "/nonexistent/cert.pem", "TLS_KEY_FILE": "/nonexistent/key.pem"}, "TLS_CERT_FILE"),
+        ({"COUCHDB_CA_FILE": "/nonexistent/ca.pem"}, "COUCHDB_CA_FILE"),
+    ],
+)
+def test_production_refuses_plain_http_nodes_and_missing_tls_files_in_one_line(
+    tmp_path: Path, settings: dict[str, str], expected: str
+) -> None:
+    import subprocess
+
+    from devtools.local_server import free_port
+    from tests.support.api_server import BIN, clean_environment
+
+    env = clean_environment(
+        FLASK_ENV="production",
+        SECRET_KEY="production-secret-" + "u" * 32,
+        COUCHDB_USER="notebook",
+        COUCHDB_PASSWORD="couch-pass-3c2b1a",
+        **{"COUCHDB_URL": "http://127.0.0.1:9/", **settings},
+    )
+    result = subprocess.run([str(BIN / "notebook-server"), "--port", str(free_port())], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    reason = result.stderr.strip()
+    assert expected in reason and "\n" not in reason and "couch-pass-3c2b1a" not in reason, reason
