@@ -88,7 +88,15 @@ def test_compose_file_has_three_couchdb_nodes_two_apps_and_haproxy_and_lints_cle
         assert "${" + variable in cfg, f"haproxy.cfg does not read {variable}"
     for app in apps:
         env = services[app]["environment"]
-        assert env["COUCHDB_URL"] == "http://couch1:5984/"
-        assert set(env["REPLICATION_NODES"].split(",")) == {"http://couch2:5984/", "http://couch3:5984/"}
+        # TLS to the nodes, verified against the cluster's CA; no plain-HTTP opt-in
+        assert env["COUCHDB_URL"] == "https://couch1:6984/"
+        assert set(env["REPLICATION_NODES"].split(",")) == {"https://couch2:6984/", "https://couch3:6984/"}
+        assert env["COUCHDB_CA_FILE"] == "/run/notebook-tls/ca.pem" and "COUCHDB_ALLOW_PLAIN_HTTP" not in env
+        assert "./deploy/tls/ca.pem:/run/notebook-tls/ca.pem:ro" in services[app]["volumes"]
         assert "SECRET_KEY" in env and "?" in env["SECRET_KEY"], "no default secret"
+    tls_ini = (ROOT / "deploy" / "couchdb" / "tls.ini").read_text()
+    assert "port = 6984" in tls_ini and "verify_ssl_certificates = true" in tls_ini
+    for couch in couches:
+        assert "./deploy/couchdb/tls.ini:/opt/couchdb/etc/local.d/20-tls.ini:ro" in services[couch]["volumes"]
+    assert "./deploy/tls:/usr/local/etc/haproxy/certs:ro" in haproxy["volumes"]
     run(npm_linter("dclint"), "--max-warnings", "0", "docker-compose.yml")
