@@ -66,7 +66,6 @@ def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
     return context
 
 
-
 def on_starting(server: Any) -> None:
     """Give the workers an empty prometheus-client multiprocess directory (counters of an
     earlier run would otherwise be added to this one's): PROMETHEUS_MULTIPROC_DIR emptied when
