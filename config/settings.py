@@ -167,6 +167,7 @@ class Config:
     max_notebooks_per_user: int = 500
     max_members_per_notebook: int = 100
     max_tags_listed: int = 1000  # Query.tags: the most used ones
+    max_api_keys_per_user: int = 50
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -295,6 +296,7 @@ _POSITIVE_LIMITS = tuple(f.name for f in fields(Config) if f.name.startswith("gr
     "max_request_bytes",
     "max_members_per_notebook",
     "max_tags_listed",
+    "max_api_keys_per_user",
 )
 
 
@@ -340,6 +342,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ENCRYPTION_KEY_PATH": ("encryption_key_path", str),
     "KEY_STORE_PATH": ("key_store_path", str),
     "ENCRYPTION_ENABLED": ("encryption_enabled", _bool),
+    "MAX_API_KEYS_PER_USER": ("max_api_keys_per_user", int),
     "KEYRING_REFRESH_SECONDS": ("keyring_refresh_seconds", float),
     "CORS_ORIGINS": ("cors_origins", _list),
     "ACCESS_TOKEN_SECONDS": ("access_token_seconds", int),

@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 
 from config.settings import Config, ConfigError
 from notebook.database.activity_repository import ActivityRepository
+from notebook.database.api_key_repository import ApiKeyRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
 from notebook.database.couch.tls import CouchTLS, TLSConfigError
@@ -28,6 +29,7 @@ from notebook.database.repository import (
 from notebook.database.throttle_repository import ThrottleRepository
 from notebook.services.activity_service import ActivityService
 from notebook.services.analytics_service import AnalyticsService
+from notebook.services.api_key_service import ApiKeyService
 from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.note_service import NoteService
@@ -64,6 +66,7 @@ class Services:
     stopping: threading.Event
     activity: ActivityService
     analytics: AnalyticsService
+    api_keys: ApiKeyService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
     keyring: KeyRingSync | None = None  # None when encryption at rest is off
 
@@ -276,5 +279,7 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
     permissions = PermissionPolicy(notebooks, note_repo.get)
     return Services(
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
-        warmup, stopping, activity, AnalyticsService(activity_store, notes), admin_couch, keys,
+        warmup, stopping, activity, AnalyticsService(activity_store, notes),
+        ApiKeyService(ApiKeyRepository(gated.users), users, limits, config.max_api_keys_per_user),
+        admin_couch, keys,
     )  # fmt: skip

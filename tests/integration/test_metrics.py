@@ -219,6 +219,9 @@ def test_metrics_move_under_two_gunicorn_workers(
     assert value(during, "notebook_couchdb_node_active", node=node0) == 1
     assert ("notebook_couchdb_node_probe_seconds", frozenset({("node", node1)})) in before
     assert value(after, "notebook_warmup_state", state="ready") == 1
+    # encryption at rest: one data key and one index key seal the new writes
+    assert value(after, "notebook_encryption_key_in_use", kind="data") == 1
+    assert value(after, "notebook_encryption_key_in_use", kind="index") == 1
     assert value(after, "notebook_warmup_views_built") == value(after, "notebook_warmup_views") > 0
     assert value(during, "notebook_replication_link_state", source=node0, target=node1, state="running") >= 1
     assert value(during, "notebook_replication_healthy") == 1

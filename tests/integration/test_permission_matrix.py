@@ -1,5 +1,6 @@
-"""Every operation of the schema, called by a notebook's OWNER, EDITOR and VIEWER, by a stranger
-and anonymously: the exact outcome of each, and that a refused call changes nothing stored.
+"""Every operation of the schema, called by a notebook's OWNER, EDITOR and VIEWER, by a stranger,
+anonymously, and by the owner through an API key of scope READ and of scope WRITE: the exact
+outcome of each, and that a refused call changes nothing stored.
 
 Each case gets a fresh notebook owned by Ada, shared with Bob (EDITOR) and Carol (VIEWER), with
 one edited note in it; Dave is the stranger. Operations on the caller's own account run as a
@@ -21,12 +22,41 @@ from tests.conftest import GraphQL
 from tests.support.servers import NodeSet
 
 OK = "OK"
-CALLERS = ("OWNER", "EDITOR", "VIEWER", "STRANGER", "ANONYMOUS")
+PERSONS = ("OWNER", "EDITOR", "VIEWER", "STRANGER", "ANONYMOUS")
+KEY_CALLERS = ("KEY_READ", "KEY_WRITE")  # the owner, with an API key of that scope
+CALLERS = PERSONS + KEY_CALLERS
 PASSWORD = "correct horse battery"
 
 
 def _outcomes(owner: str, editor: str, viewer: str, stranger: str, anonymous: str) -> dict[str, str]:
-    return dict(zip(CALLERS, (owner, editor, viewer, stranger, anonymous), strict=True))
+    return dict(zip(PERSONS, (owner, editor, viewer, stranger, anonymous), strict=True))
+
+
+# what an API key may call, written out here (not read from services/permissions.py) so the
+# test fails when the policy changes: READ every query a person may make of their own data,
+# WRITE also the note and notebook mutations; nothing of accounts, keys or administration
+KEY_READ_OPERATIONS = {
+    "Query.me", "Query.notebooks", "Query.notebook", "Query.note", "Query.notes", "Query.tags",
+    "Query.activity", "Query.myStats",
+}  # fmt: skip
+KEY_WRITE_OPERATIONS = KEY_READ_OPERATIONS | {
+    "Mutation.createNotebook", "Mutation.updateNotebook", "Mutation.deleteNotebook",
+    "Mutation.shareNotebook", "Mutation.unshareNotebook", "Mutation.createNote", "Mutation.updateNote",
+    "Mutation.moveNote", "Mutation.trashNote", "Mutation.restoreNote", "Mutation.deleteNote",
+    "Mutation.restoreNoteRevision", "Mutation.resolveNoteConflict", "Mutation.importNotes",
+}  # fmt: skip
+# operations whose credentials are their arguments: a key in the header changes nothing
+MAKE_KEY = 'mutation($s: ApiKeyScope!) { createApiKey(name: "matrix", scope: $s) { secret apiKey { id } } }'
+CREDENTIAL_OPERATIONS = {"Mutation.register", "Mutation.login", "Mutation.refreshToken", "Mutation.logout"}
+
+
+def expected_outcome(case: Case, caller: str) -> str:
+    if caller in PERSONS:
+        return case.outcomes[caller]
+    allowed = KEY_READ_OPERATIONS if caller == "KEY_READ" else KEY_WRITE_OPERATIONS
+    if case.operation in CREDENTIAL_OPERATIONS or case.operation in allowed:
+        return case.outcomes["OWNER"]
+    return "FORBIDDEN"
 
 
 PUBLIC = _outcomes(OK, OK, OK, OK, OK)
@@ -35,7 +65,6 @@ READ = _outcomes(OK, OK, OK, "NOT_FOUND", "UNAUTHENTICATED")
 WRITE = _outcomes(OK, OK, "FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED")
 OWN = _outcomes(OK, "FORBIDDEN", "FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED")
 ADMIN = _outcomes("FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED")
-NOT_YET = _outcomes("FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED")
 
 
 @dataclass
@@ -43,6 +72,7 @@ class Scene:
     """What one case works on; `token` is the caller's (None when anonymous)."""
 
     caller: str
+    role: str  # the caller's role in the notebook (an API key acts as the owner)
     token: str | None
     caller_id: str | None
     password: str
@@ -84,7 +114,7 @@ CASES = [
         "{ notebooks { id myRole } }",
         lambda s: {},
         SIGNED_IN,
-        lambda d, s: (s.notebook in [nb["id"] for nb in d["notebooks"]]) == (s.caller != "STRANGER"),
+        lambda d, s: (s.notebook in [nb["id"] for nb in d["notebooks"]]) == (s.role != "STRANGER"),
     ),
     Case(
         "Query.notebook",
@@ -92,7 +122,7 @@ CASES = [
         lambda s: {"id": s.notebook},
         READ,
         lambda d, s: (
-            d["notebook"]["myRole"] == s.caller
+            d["notebook"]["myRole"] == s.role
             and sorted(m["role"] for m in d["notebook"]["members"]) == ["EDITOR", "OWNER", "VIEWER"]
         ),
     ),
@@ -148,7 +178,13 @@ CASES = [
         ADMIN,
         _field("replicationStatus"),
     ),
-    Case("Query.apiKeys", "{ apiKeys { id } }", lambda s: {}, NOT_YET, _field("apiKeys")),
+    Case(
+        "Query.apiKeys",
+        "{ apiKeys { id name scope } }",
+        lambda s: {},
+        SIGNED_IN,
+        lambda d, s: s.extra["api_key_id"] in [k["id"] for k in d["apiKeys"]],
+    ),
     # accounts
     Case(
         "Mutation.register",
@@ -215,17 +251,19 @@ CASES = [
     ),
     Case(
         "Mutation.createApiKey",
-        'mutation { createApiKey(name: "ci", scope: READ) { secret } }',
+        'mutation { createApiKey(name: "ci", scope: READ) { secret apiKey { id scope } } }',
         lambda s: {},
-        NOT_YET,
-        _field("createApiKey"),
+        SIGNED_IN,
+        lambda d, s: (
+            d["createApiKey"]["secret"].startswith("nbk_") and d["createApiKey"]["apiKey"]["scope"] == "READ"
+        ),
     ),
     Case(
         "Mutation.revokeApiKey",
-        'mutation { revokeApiKey(id: "key:1") }',
-        lambda s: {},
-        NOT_YET,
-        _field("revokeApiKey"),
+        "mutation($id: ID!) { revokeApiKey(id: $id) }",
+        lambda s: {"id": s.extra["api_key_id"]},
+        SIGNED_IN,
+        lambda d, s: d["revokeApiKey"] is True,
     ),
     # notebooks
     Case(
@@ -393,7 +431,8 @@ class Matrix:
             notebook, note = self._notebook_with_note()
         nb = notebook["createNotebook"]["id"]
         ada = self.token("ada")
-        names = {"OWNER": "ada", "EDITOR": "bob", "VIEWER": "carol", "STRANGER": "dave", "ANONYMOUS": None}
+        names = {"OWNER": "ada", "EDITOR": "bob", "VIEWER": "carol", "STRANGER": "dave", "ANONYMOUS": None,
+                 "KEY_READ": "ada", "KEY_WRITE": "ada"}  # fmt: skip
         name = names[caller]
         member = self.users[name] if name else None
         password = PASSWORD
@@ -406,9 +445,23 @@ class Matrix:
             if member and caller != "VIEWER"
             else self.do("{ notebooks(first: 1) { id } }", token=ada)["notebooks"][0]["id"]
         )
+        token = member["token"] if member else None
+        api_key_id = ""
+        if member:  # every signed-in caller has a key of its own (apiKeys, revokeApiKey)
+            scope = "WRITE" if caller == "KEY_WRITE" else "READ"
+            made = self.do(
+                MAKE_KEY,
+                {"s": scope},
+                token,
+            )["createApiKey"]
+            api_key_id = made["apiKey"]["id"]
+            if caller in KEY_CALLERS:
+                token = made["secret"]
+                self.do("{ me { id } }", token=token)  # its first use is recorded now, not in the case
         scene = Scene(
             caller=caller,
-            token=member["token"] if member else None,
+            role="OWNER" if caller in KEY_CALLERS else caller,
+            token=token,
             caller_id=member["user"]["id"] if member else None,
             password=password,
             notebook=nb,
@@ -420,6 +473,7 @@ class Matrix:
                 "notebook_version": notebook["createNotebook"]["version"],
                 "note_version": note["version"],
                 "viewer_id": self.users["carol"]["user"]["id"],
+                "api_key_id": api_key_id,
             },
         )
         if case.operation in ("Mutation.refreshToken", "Mutation.logout"):
@@ -465,6 +519,7 @@ def matrix(couch_node: NodeSet) -> Iterator[Matrix]:
         {"FLASK_ENV": "testing"},
         couchdb_url=couch_node.urls[0],
         db_prefix=f"m{uuid.uuid4().hex[:10]}_",
+        max_api_keys_per_user=10_000,  # every scene makes one for its caller
         **couch_node.credentials(),
     )
     app = create_app(config)
@@ -489,7 +544,7 @@ def test_the_matrix_covers_every_operation() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.operation)
 def test_permission_matrix(matrix: Matrix, case: Case, caller: str) -> None:
     scene = matrix.scene(case, caller)
-    expected = case.outcomes[caller]
+    expected = expected_outcome(case, caller)
     before = matrix.snapshot()
     body = matrix.gql(case.query, case.variables(scene), token=scene.token)
     if expected == OK:

@@ -24,9 +24,10 @@ from graphql import (
 
 from notebook.bootstrap import Services
 from notebook.core.activity import Activity
-from notebook.core.domain import Membership, Note, Notebook, NoteRevision, Page, User
-from notebook.core.errors import Forbidden, Unauthenticated
+from notebook.core.domain import ApiKey, Membership, Note, Notebook, NoteRevision, Page, User
+from notebook.core.errors import Unauthenticated
 from notebook.services.analytics_service import SystemStats, UserStats
+from notebook.services.api_key_service import looks_like_api_key
 from notebook.services.auth_service import AuthResult
 from notebook.services.replication_service import ReplicationStatus
 
@@ -60,6 +61,7 @@ class RequestContext:
         self._authorization = authorization
         self.client_ip = client_ip  # the caller's address, for abuse limits (api/client_ip.py)
         self._user: User | None = None
+        self.key_scope: str | None = None  # the scope of the API key the caller came with
         self.users = Loader(services.users.get_many)
         self.notebooks = Loader(services.notebooks.get_many)
         self.note_counts = Loader(services.notebooks.note_counts)
@@ -86,7 +88,11 @@ class RequestContext:
             scheme, _, token = self._authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
-            self._user = self.services.auth.authenticate(token.strip())
+            if looks_like_api_key(token.strip()):
+                self._user, key = self.services.api_keys.authenticate(token.strip(), self.client_ip)
+                self.key_scope = key.scope
+            else:
+                self._user = self.services.auth.authenticate(token.strip())
         return self._user
 
     @property
@@ -332,15 +338,31 @@ def resolve_logout_everywhere(_: Any, info: GraphQLResolveInfo) -> bool:
 @mutation.field("deleteAccount")
 def resolve_delete_account(_: Any, info: GraphQLResolveInfo, password: str) -> bool:
     context = ctx(info)
-    return context.services.auth.delete_account(context.user, password, client_ip=context.client_ip)
+    deleted = context.services.auth.delete_account(context.user, password, client_ip=context.client_ip)
+    if deleted:  # its keys stopped working with the account; their documents go too
+        context.services.api_keys.forget_user(context.user.id)
+    return deleted
 
 
 @query.field("apiKeys")
+def resolve_api_keys(_: Any, info: GraphQLResolveInfo) -> list[ApiKey]:
+    context = ctx(info)
+    return context.services.api_keys.list(context.user)
+
+
 @mutation.field("createApiKey")
+def resolve_create_api_key(
+    _: Any, info: GraphQLResolveInfo, name: str, scope: str, expires_in_days: int | None = None
+) -> dict[str, Any]:
+    context = ctx(info)
+    key, secret = context.services.api_keys.create(context.user, name, scope, expires_in_days)
+    return {"api_key": key, "secret": secret}
+
+
 @mutation.field("revokeApiKey")
-def resolve_api_keys(_: Any, info: GraphQLResolveInfo, **_args: Any) -> Any:
-    # API keys come with a later issue; until then they are refused, never imitated
-    raise Forbidden("API keys are not available yet", reason="NOT_IMPLEMENTED")
+def resolve_revoke_api_key(_: Any, info: GraphQLResolveInfo, id: str) -> bool:
+    context = ctx(info)
+    return context.services.api_keys.revoke(context.user, id)
 
 
 @mutation.field("createNote")
@@ -495,7 +517,9 @@ def _authorized(operation: str, resolve: GraphQLFieldResolver) -> GraphQLFieldRe
 
     def resolver(parent: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         context = ctx(info)
-        context.services.permissions.authorize(operation, lambda: context.user_or_none, args)
+        context.services.permissions.authorize(
+            operation, lambda: context.user_or_none, args, key_scope=lambda: context.key_scope
+        )
         return resolve(parent, info, **args)
 
     return resolver

@@ -13,14 +13,16 @@ import time
 from dataclasses import asdict
 from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from notebook.api.client_ip import client_ip
 from notebook.api.errors import error_body
 from notebook.api.metrics import graphql_totals
 from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
 from notebook.core.domain import User
 from notebook.core.errors import DomainError, InvalidInput, Unauthenticated
+from notebook.services.api_key_service import looks_like_api_key
 from notebook.services.replication_service import ReplicationStatus
 
 blueprint = Blueprint("replication", __name__, url_prefix="/api")
@@ -49,6 +51,14 @@ def _caller() -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
+    if looks_like_api_key(token.strip()):
+        services = _services()
+        peer = client_ip(
+            request.remote_addr, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
+        )
+        user, key = services.api_keys.authenticate(token.strip(), peer)
+        g.key_scope = key.scope
+        return user
     return _services().auth.authenticate(token.strip())
 
 
@@ -58,7 +68,9 @@ def authorize() -> None:
     (OPTIONS) runs no route and carries no credentials: Flask answers it by itself."""
     if request.method == "OPTIONS":
         return
-    _services().permissions.authorize(f"REST.{request.endpoint}", _caller, {})
+    _services().permissions.authorize(
+        f"REST.{request.endpoint}", _caller, {}, key_scope=lambda: g.get("key_scope")
+    )
 
 
 @blueprint.errorhandler(DomainError)

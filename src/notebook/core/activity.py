@@ -40,6 +40,9 @@ ACTIONS: dict[str, str] = {
     "user.password_changed": "changed the password",
     "user.email_changed": "confirmed a new e-mail address",
     "user.deleted": "deleted the account",
+    "api_key.created": "created an API key",
+    "api_key.first_used": "used an API key for the first time",
+    "api_key.revoked": "revoked an API key",
 }
 
 # security events: recorded for operators (admins), no change goes with them

@@ -218,6 +218,28 @@ class NoteRevision:
         )
 
 
+API_KEY_PREFIX = "apikey:"
+API_KEY_SCOPES = ("READ", "WRITE")  # each grants what the ones before it grant
+
+
+@dataclass
+class ApiKey:
+    """A long-lived credential for scripts: only the SHA-256 of its secret is kept. It works
+    while the account's session epoch is the one it was made under (services/api_key_service.py)."""
+
+    id: str
+    user_id: str
+    name: str
+    scope: str
+    created_at: str
+    secret_hash: str
+    session_epoch: int = 0
+    expires_at: str | None = None
+    last_used_at: str | None = None
+    revoked_at: str | None = None
+    version: str | None = None
+
+
 @dataclass
 class RefreshToken:
     """One refresh token of a login session (`family`); only the token's SHA-256 is kept."""

@@ -232,9 +232,15 @@ NOTES_DESIGN_DOC = {
     },
 }
 
+# a user's API keys (services/api_key_service.py), newest last
+_API_KEYS_BY_USER_VIEW = """function (doc) {
+  if (doc.type === 'api_key') emit([doc.user_id, doc.created_at], null);
+}"""
+
 USERS_DESIGN_DOC = {
     "language": "javascript",
     "views": {
+        "api_keys_by_user": {"map": _API_KEYS_BY_USER_VIEW},
         "refresh_by_family": {"map": _REFRESH_BY_FAMILY_VIEW},
         "refresh_by_user": {"map": _REFRESH_BY_USER_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},

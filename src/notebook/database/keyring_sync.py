@@ -13,12 +13,15 @@ from typing import Any
 
 from notebook.database.couch import CouchError, Database
 from notebook.utils.key_store import (
+    DATA,
+    INDEX,
     KEYRING_DOC_ID,
     KeyRing,
     KeyStoreError,
     KeyStoreFile,
     keys_from_json,
 )
+from notebook.utils.metrics import ENCRYPTION_KEY_IN_USE
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +84,24 @@ class KeyRingSync:
             if self._needs_write(leaves):
                 self._write(leaves)
             self.published = True
+            self._report()
             if changed:
                 log.info(
                     "key ring updated", extra={"keys": [f"{k.id}:{k.state}" for k in self.ring.stored()]}
                 )
                 self._save()
             return changed
+
+    def _report(self) -> None:
+        """The keys in use, for /metrics (a rotated-away key's series drops to 0)."""
+        for kind in (DATA, INDEX):
+            try:
+                active = self.ring.active(kind)[0]
+            except KeyStoreError:
+                continue
+            for key in self.ring.stored():
+                if key.kind == kind:
+                    ENCRYPTION_KEY_IN_USE.labels(kind, key.id).set(1 if key.id == active else 0)
 
     def _save(self) -> None:
         """Keep this host's key store file up to date; the replicated document is what counts,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from notebook.core.domain import API_KEY_SCOPES as API_KEY_ORDER
 from notebook.core.domain import NOTE_PREFIX, ROLES, Note, User, require_id
 from notebook.core.errors import Forbidden, NotFound, Unauthenticated
 from notebook.services.notebook_service import NotebookService
@@ -119,6 +120,32 @@ OPERATIONS: dict[str, Rule] = {
 }
 
 
+# What an API key may call (docs/security.md, "API keys"): READ keys every query below, WRITE
+# keys also the note and notebook mutations. An operation not listed here (accounts, API keys,
+# administration, the operators' REST API) refuses every API key: fail closed, like OPERATIONS.
+API_KEY_SCOPES: dict[str, str] = {
+    **{
+        op: "READ"
+        for op in (
+            "Query.me",
+            "Query.notebooks",
+            "Query.notebook",
+            "Query.note",
+            "Query.notes",
+            "Query.tags",
+            "Query.activity",
+            "Query.myStats",
+        )
+    },  # fmt: skip
+    **{
+        op: "WRITE"
+        for op in OPERATIONS
+        if op.startswith("Mutation.")
+        and (OPERATIONS[op].kind == NOTEBOOK_ROLE or op == "Mutation.createNotebook")
+    },
+}
+
+
 class PermissionPolicy:
     """Checks the rule of an operation for a caller before the operation runs."""
 
@@ -139,15 +166,29 @@ class PermissionPolicy:
             raise Forbidden(f"{operation} has no permission rule")
         return rule
 
-    def authorize(self, operation: str, caller: Callable[[], User | None], args: Mapping[str, Any]) -> None:
+    def authorize(
+        self,
+        operation: str,
+        caller: Callable[[], User | None],
+        args: Mapping[str, Any],
+        key_scope: Callable[[], str | None] = lambda: None,
+    ) -> None:
         """Raise unless the caller may run `operation` with `args`. `caller` is called only when
-        the rule needs it (it may raise for a malformed token)."""
+        the rule needs it (it may raise for a malformed token); `key_scope` then says whether
+        the caller came with an API key, and of which scope (None: a signed-in session)."""
         rule = self.rule(operation)
         if rule.kind == PUBLIC:
             return
         user = caller()
         if user is None:
             raise Unauthenticated("sign in first")
+        scope = key_scope()
+        if scope is not None:
+            allowed = API_KEY_SCOPES.get(operation)
+            if allowed is None or API_KEY_ORDER.index(scope) < API_KEY_ORDER.index(allowed):
+                raise Forbidden(
+                    f"an API key with scope {scope} may not call {operation}", reason="API_KEY_SCOPE"
+                )
         if rule.kind == AUTHENTICATED:
             return
         if rule.kind == ADMIN:

@@ -272,6 +272,22 @@ class AbuseLimits:
         if wait:
             raise self.counter.refuse(key, wait, "register_ip_limit", client_ip=ip)
 
+    def before_api_key(self, client_ip: str) -> None:
+        """Refuse an address blocked for wrong API keys (an in-memory check: a good key costs
+        no counter read)."""
+        self.counter.raise_if_blocked(f"apikey-ip:{ip_subject(client_ip)}", "api_key_blocked")
+
+    def api_key_failed(self, client_ip: str) -> None:
+        """Count a wrong or unknown API key against the address, as a failed login is counted
+        (LOGIN_FAILURES_PER_IP per LOGIN_WINDOW_SECONDS); RateLimited past it."""
+        ip = ip_subject(client_ip)
+        key = f"apikey-ip:{ip}"
+        self.counter.record((key,))
+        window = self.counter.windows((key,), self.login.window_seconds)[key]
+        wait = window.seconds_until_below(self.login.per_ip + 1)
+        if wait:
+            raise self.counter.refuse(key, wait, "api_key_ip_limit", client_ip=ip)
+
     def before_share(self, user_id: str) -> None:
         """Raise RateLimited while the user has no share misses left. Checked before the address
         is looked up, so once refused, known and unknown addresses get the same answer."""
