@@ -40,7 +40,7 @@ def _list(value: str) -> tuple[str, ...]:
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-def _plain_http_beyond_loopback(url: str) -> bool:
+def plain_http_beyond_loopback(url: str) -> bool:
     """http:// to anything but 127.0.0.0/8, ::1 or localhost (credentials would leave the
     machine unencrypted). The app's CouchDB client has the same rule (couch/tls.py)."""
     parts = urlsplit(url.strip())
@@ -206,7 +206,7 @@ class Config:
     def plain_http_nodes(self) -> list[str]:
         """The node URLs (COUCHDB_URL, REPLICATION_NODES) that are http:// beyond loopback,
         without their credentials."""
-        return [_without_credentials(url) for url in self.all_node_urls if _plain_http_beyond_loopback(url)]
+        return [_without_credentials(url) for url in self.all_node_urls if plain_http_beyond_loopback(url)]
 
     def validate(self) -> None:
         """Raise ConfigError when this configuration must not be used."""

@@ -56,11 +56,18 @@ def create_admin(email: str, revoke: bool = False) -> int:
 
 def nodes_command(action: str, url: str | None, timeout: float) -> int:
     """`nodes list|add|remove`: read or change the deployment's replicated node list."""
+    from config.settings import plain_http_beyond_loopback
     from notebook.bootstrap import bootstrap
     from notebook.core.errors import DomainError, StorageError
 
     try:
-        services = bootstrap(load_config(), install_schema=False)
+        config = load_config()
+        if action == "add" and url and config.env == "production" and not config.couchdb_allow_plain_http:
+            if plain_http_beyond_loopback(url):
+                # the same rule as COUCHDB_URL and REPLICATION_NODES (ProductionConfig.validate)
+                reason = "that node is plain HTTP beyond loopback: add its https:// URL"
+                raise ConfigError(f"{reason} (or COUCHDB_ALLOW_PLAIN_HTTP=true if that network is trusted)")
+        services = bootstrap(config, install_schema=False)
     except ConfigError as exc:
         print(f"notebook-server: {exc}", file=sys.stderr)
         return 2

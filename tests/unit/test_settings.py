@@ -444,3 +444,19 @@ def test_tls_files_must_exist_and_go_together(tmp_path: Path) -> None:
             load_config(environ=_production(**changes)).validate()
         _assert_operator_message(raised.value)
         assert expected in str(raised.value), changes
+
+
+def test_nodes_add_refuses_a_plain_http_node_beyond_loopback_in_production(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notebook.cli import main
+
+    monkeypatch.setenv("NOTEBOOK_ENV_FILE", "")
+    for name, value in PRODUCTION.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COUCHDB_URL", "https://couch1.internal:6984/")
+    # refused before anything connects: nothing listens at these names
+    assert main(["nodes", "add", "http://admin:url-pw-value@couch4.internal:5984/"]) == 2
+    error = capsys.readouterr().err
+    assert "plain HTTP beyond loopback" in error and "url-pw-value" not in error
+    assert error.count("\n") == 1
