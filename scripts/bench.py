@@ -419,6 +419,9 @@ def analytics_size(
         db_prefix=prefix,
         couchdb_timeout_seconds=120.0,
         health_probe_seconds=3600.0,
+        # the user's token must outlive the index build (21 minutes at 100,000 notes; the
+        # default 15 minutes ended the first run that got through the build)
+        access_token_seconds=6 * 3600,
         **credentials,
     )
     app = create_app(config)
