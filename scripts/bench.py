@@ -366,8 +366,7 @@ def write_quorum_report(
 
 ANALYTICS_HEADING = "## Activity and analytics (myStats, activity) at two sizes"
 ANALYTICS_INTRO = """
-`scripts/bench.py --analytics --server S --sizes 1000,100000` (the issue's sizes; this run: 1,000
-and 10,000, see below): one node, the app in process, one
+`scripts/bench.py --analytics --server S --sizes 1000,100000`: one node, the app in process, one
 user with that many notes (loaded through `importNotes`) and as many `note.created` activity
 records spread over the last 60 days (written straight to the database, as the write path stores
 them), views built, then `--runs` requests of each query. The ratio column is p50 at the larger
