@@ -86,6 +86,7 @@ def operation_label(operation_name: object, query: object) -> str:
         _seen_operations.add(name)
     return name
 
+
 ENCRYPTION_KEY_IN_USE = Gauge(
     "notebook_encryption_key_in_use",
     "1 for the data and index key this process seals new writes with (docs/security.md)",
