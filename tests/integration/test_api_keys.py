@@ -7,9 +7,14 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import httpx
+
 from config.settings import Config
+from devtools.local_server import free_port
 from notebook.api.app import create_app
 from tests.conftest import GraphQL, drop_databases
+from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment
+from tests.support.servers import NodeSet
 
 CREATE = """mutation($n: String!, $s: ApiKeyScope!, $d: Int) {
   createApiKey(name: $n, scope: $s, expiresInDays: $d) {
@@ -168,3 +173,38 @@ def test_the_operators_rest_api_refuses_api_keys(app: Any, gql: GraphQL) -> None
         ).status_code
         == 200
     )
+
+
+def test_a_revocation_is_refused_at_once_by_another_server_process(
+    gql: GraphQL, config: Config, couch_node: NodeSet, tmp_path: Any
+) -> None:
+    """Another OS process (gunicorn, as in production) on the same databases: it takes the key,
+    and refuses it at its next request after the revocation here."""
+    port = free_port()
+    env = clean_environment(
+        FLASK_ENV="testing",
+        COUCHDB_URL=config.couchdb_url,
+        COUCHDB_DB_PREFIX=config.db_prefix,
+        **couch_node.environment(),
+    )
+    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
+    server = ServerProcess(command, env, PROJECT_ROOT, tmp_path, port)
+    try:
+        server.wait_healthy()
+        user = gql.register()
+        made = make_key(gql, user["token"])
+
+        def notes_there() -> dict:
+            headers = {"Authorization": f"Bearer {made['secret']}"}
+            return httpx.post(
+                f"{server.url}/graphql", json={"query": NOTES}, headers=headers, timeout=30
+            ).json()
+
+        assert notes_there()["data"]["notes"]["totalCount"] == 0
+        assert gql.data(
+            "mutation($id: ID!) { revokeApiKey(id: $id) }", {"id": made["apiKey"]["id"]}, user["token"]
+        )
+        for _ in range(4):  # whichever worker answers
+            assert notes_there()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    finally:
+        server.stop()
