@@ -491,3 +491,34 @@ def test_master_key_rotation_rewraps_the_keys_only(
     finally:
         other.extensions["notebook"].stopping.set()
         other.extensions["notebook"].close()
+
+
+def test_resolvers_on_two_nodes_seal_one_identical_answer(cluster: PartitionableCluster) -> None:
+    """Both nodes hold both leaves and settle them apart (cut): their sealed answers must be one
+    revision, or replication would bring back a conflict that resolvers answer again forever."""
+    gql, token = cluster.gql[0], cluster.gql[0].register()["token"]
+    note = gql.data(CREATE, {"n": {"title": "Both", "content": "One.\n\nTwo.\n\nThree."}}, token)[
+        "createNote"
+    ]
+    assert wait_until(lambda: (cluster.doc_on(1, note["id"]) or {}).get("_rev") == note["version"], 30)
+    cluster.cut()
+    try:
+        gql.data(EDIT, {"id": note["id"], "c": "One A.\n\nTwo.\n\nThree.", "v": note["version"]}, token)
+        cluster.gql[1].data(
+            EDIT, {"id": note["id"], "c": "One.\n\nTwo.\n\nThree B.", "v": note["version"]}, token
+        )
+    finally:
+        cluster.heal()
+    assert wait_until(
+        lambda: all(len((cluster.doc_on(n, note["id"]) or {}).get("_conflicts", [])) == 1 for n in range(2)),
+        60,
+    )
+    cluster.cut()
+    try:
+        for app in cluster.apps:
+            app.extensions["notebook"].resolver.resolve_pending()
+        answers = [cluster.doc_on(n, note["id"]) or {} for n in range(2)]
+    finally:
+        cluster.heal()
+    assert answers[0]["content"] == answers[1]["content"] == "One A.\n\nTwo.\n\nThree B."
+    assert answers[0]["_rev"] == answers[1]["_rev"] and not answers[0].get("_conflicts")

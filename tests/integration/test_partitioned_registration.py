@@ -113,12 +113,20 @@ def test_both_people_keep_their_data_and_the_later_one_confirms_a_new_address(
         # the first person signs in as before, and sees their note only
         mine = login(cluster, node, EMAIL, FIRST_PASSWORD)["data"]["login"]
         assert mine["user"]["id"] == first_id and mine["emailConflict"] is False
-        assert note_titles(cluster, node, mine["accessToken"]) == ["first person's note"]
+        wait_for(  # the notes replicate on their own time, after the accounts
+            lambda n=node, t=mine["accessToken"]: note_titles(cluster, n, t) == ["first person's note"],
+            CONVERGE_SECONDS,
+            "first person's note on node",
+        )
         # the second person's own password is accepted: their account, flagged, their note only
         theirs = login(cluster, node, EMAIL, SECOND_PASSWORD)["data"]["login"]
         assert theirs["user"]["id"] == second_id
         assert theirs["emailConflict"] is True and theirs["user"]["emailConflict"] is True
-        assert note_titles(cluster, node, theirs["accessToken"]) == ["second person's note"]
+        wait_for(  # the notes replicate on their own time, after the accounts
+            lambda n=node, t=theirs["accessToken"]: note_titles(cluster, n, t) == ["second person's note"],
+            CONVERGE_SECONDS,
+            "second person's note on node",
+        )
     # (failed logins count against the address: the test keeps them under the limit of 5)
     assert (
         login(cluster, 0, EMAIL, "neither password")["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -153,10 +161,18 @@ def test_both_people_keep_their_data_and_the_later_one_confirms_a_new_address(
         assert refused["extensions"]["code"] == "UNAUTHENTICATED"
         body = login(cluster, node, "second@example.com", SECOND_PASSWORD)["data"]["login"]
         assert body["emailConflict"] is False
-        assert note_titles(cluster, node, body["accessToken"]) == ["second person's note"]
+        wait_for(  # the notes replicate on their own time, after the accounts
+            lambda n=node, t=body["accessToken"]: note_titles(cluster, n, t) == ["second person's note"],
+            CONVERGE_SECONDS,
+            "second person's note on node",
+        )
         mine = login(cluster, node, EMAIL, FIRST_PASSWORD)["data"]["login"]
         assert mine["user"]["id"] == first_id
-        assert note_titles(cluster, node, mine["accessToken"]) == ["first person's note"]
+        wait_for(  # the notes replicate on their own time, after the accounts
+            lambda n=node, t=mine["accessToken"]: note_titles(cluster, n, t) == ["first person's note"],
+            CONVERGE_SECONDS,
+            "first person's note on node",
+        )
 
 
 def test_the_earlier_claim_keeps_the_address_where_couchdb_picks_the_later_one(

@@ -167,3 +167,20 @@ def test_a_plain_codec_leaves_documents_in_clear_and_refuses_sealed_ones() -> No
     ring.add(INDEX, "active")
     with pytest.raises(UndecryptableDocument, match="encryption is off"):
         plain.open_fields(NoteCodec(ring).seal_note(_note_doc()))
+
+
+def test_deterministic_sealing_gives_one_document_for_one_answer() -> None:
+    """Resolvers on several nodes seal the same merge: their documents must be identical."""
+    ring = KeyRing(new_key())
+    ring.add(DATA, "active")
+    ring.add(INDEX, "active")
+    codec = NoteCodec(ring)
+    one, two = (
+        codec.seal_note(_note_doc(), deterministic=True),
+        codec.seal_note(_note_doc(), deterministic=True),
+    )
+    assert one == two and codec.open_fields(one)["content"] == "buy pears"
+    other = _note_doc()
+    other["content"] = "buy plums"
+    assert codec.seal_note(other, deterministic=True)["sealed"] != one["sealed"]  # another nonce
+    assert codec.seal_note(_note_doc())["sealed"] != codec.seal_note(_note_doc())["sealed"]  # random

@@ -54,8 +54,9 @@ class NoteCodec:
         return self.ring is not None
 
     # writing ----------------------------------------------------------------------------------
-    def seal_note(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A note document built in clear (repository.note_to_doc), sealed in place."""
+    def seal_note(self, doc: dict[str, Any], deterministic: bool = False) -> dict[str, Any]:
+        """A note document built in clear (repository.note_to_doc), sealed in place;
+        `deterministic`: the same fields give the same document (crypto_utils.seal)."""
         if self.ring is None:
             return doc
         if self._before_write is not None:
@@ -63,20 +64,22 @@ class NoteCodec:
         key_id, key = self.ring.active(DATA)
         index_id, index_key = self.ring.active(INDEX)
         fields = {name: doc.pop(name) for name in SEALED_FIELDS}
-        doc["sealed"] = seal(key, key_id, _json(fields), f"{doc['_id']}:note")
-        doc["title_key"] = seal(key, key_id, doc["title_key"].encode(), f"{doc['_id']}:title_key")
+        doc["sealed"] = seal(key, key_id, _json(fields), f"{doc['_id']}:note", deterministic)
+        doc["title_key"] = seal(
+            key, key_id, doc["title_key"].encode(), f"{doc['_id']}:title_key", deterministic
+        )
         doc["tokens"] = [blind_hash(index_key, _WORD, word) for word in doc["tokens"]]
         doc["tag_keys"] = sorted({blind_hash(index_key, _TAG, tag) for tag in doc["tag_keys"]})
         doc["tag_names"] = [seal_deterministic(index_key, index_id, tag) for tag in fields["tags"]]
         doc["ix"] = index_id
         return doc
 
-    def seal_revision(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def seal_revision(self, doc: dict[str, Any], deterministic: bool = False) -> dict[str, Any]:
         if self.ring is None:
             return doc
         key_id, key = self.ring.active(DATA)
         fields = {name: doc.pop(name) for name in SEALED_FIELDS}
-        doc["sealed"] = seal(key, key_id, _json(fields), f"{doc['_id']}:revision")
+        doc["sealed"] = seal(key, key_id, _json(fields), f"{doc['_id']}:revision", deterministic)
         return doc
 
     # reading ----------------------------------------------------------------------------------

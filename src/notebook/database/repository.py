@@ -767,14 +767,16 @@ class NoteRepository:
         self.codec = codec
 
     # documents -------------------------------------------------------------------------------
-    def to_doc(self, note: Note) -> dict[str, Any]:
-        return self.codec.seal_note(note_to_doc(note))
+    def to_doc(self, note: Note, deterministic: bool = False) -> dict[str, Any]:
+        return self.codec.seal_note(note_to_doc(note), deterministic)
 
     def from_doc(self, doc: dict[str, Any]) -> Note:
         return note_from_doc(doc, self.codec)
 
-    def _revision_doc(self, revision: NoteRevision, note: Note) -> dict[str, Any]:
-        return self.codec.seal_revision(revision_to_doc(revision, note))
+    def _revision_doc(
+        self, revision: NoteRevision, note: Note, deterministic: bool = False
+    ) -> dict[str, Any]:
+        return self.codec.seal_revision(revision_to_doc(revision, note), deterministic)
 
     def resealed(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A stored note or revision document sealed again with the active keys, on the same
@@ -899,11 +901,13 @@ class NoteRepository:
             self._stamp(note)
         else:
             self.clock.observe(note.hlc)
-        doc = self.to_doc(note)
+        # the resolvers' answer is sealed deterministically: identical on every node, so that
+        # their writes are one revision (resolution_write_id), not new conflicts
+        doc = self.to_doc(note, deterministic=not restamp)
         doc.pop("_conflicts", None)
         docs = [doc]
         docs += [{"_id": note.id, "_rev": version, "_deleted": True} for version in losing_versions]
-        docs += [self._revision_doc(revision, note) for revision in revisions]
+        docs += [self._revision_doc(revision, note, deterministic=not restamp) for revision in revisions]
         # the same answer from every node's resolver is the same revision (resolution_write_id)
         replaced = [note.version or "", *losing_versions]
         results = write_with_events(self.db, docs, events, write_id=resolution_write_id(note.id, replaced))

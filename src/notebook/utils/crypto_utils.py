@@ -111,11 +111,22 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def seal(key: bytes, key_id: str, plaintext: bytes, associated: str) -> str:
+def seal(key: bytes, key_id: str, plaintext: bytes, associated: str, deterministic: bool = False) -> str:
     """`v1.<key id>.<nonce + ciphertext + tag>`: AES-256-GCM under `key`, bound to `associated`
-    (the key id is bound too, so relabelling a ciphertext with another key id fails)."""
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plaintext, f"{key_id}\x00{associated}".encode())
+    (the key id is bound too, so relabelling a ciphertext with another key id fails).
+
+    The nonce is random, except with `deterministic`: then it is derived from the message
+    itself (a keyed hash of the associated data and the plaintext, under a key derived apart),
+    so the same plaintext in the same place gives the same value and a different one a
+    different nonce. Conflict resolvers on several nodes need that: their identical answers
+    must be identical documents to replicate into one revision (database/repository.py)."""
+    aad = f"{key_id}\x00{associated}".encode()
+    if deterministic:
+        nonce_key = hmac.new(key, b"notebook nonce key", hashlib.sha256).digest()
+        nonce = hmac.new(nonce_key, aad + b"\x00" + plaintext, hashlib.sha256).digest()[:_NONCE_BYTES]
+    else:
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
     return f"{SEALED_VERSION}.{key_id}.{_b64(nonce + sealed)}"
 
 
