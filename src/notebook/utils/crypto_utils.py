@@ -174,9 +174,9 @@ def _siv_key(index_key: bytes) -> bytes:
     return hashlib.sha512(b"notebook tag names\x00" + index_key).digest()
 
 
-def wrap_key(master: bytes, key_id: str, key: bytes) -> str:
+def wrap_key(master: bytes, key_id: str, key: bytes, deterministic: bool = False) -> str:
     """A data or index key sealed under the master key, bound to its id."""
-    return seal(master, "master", key, f"key:{key_id}")
+    return seal(master, "master", key, f"key:{key_id}", deterministic)
 
 
 def unwrap_key(master: bytes, key_id: str, wrapped: str) -> bytes:

@@ -172,7 +172,8 @@ class KeyRing:
         return {
             "format": 1,
             "master": self.fingerprint,
-            "master_check": wrap_key(self.master, _CHECK_ID, bytes(KEY_BYTES)),
+            # the same on every write, so that two processes writing the same ring write one body
+            "master_check": wrap_key(self.master, _CHECK_ID, bytes(KEY_BYTES), deterministic=True),
             "keys": [asdict(k) for k in self.stored()],
         }
 
