@@ -10,6 +10,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from config.settings import Config, ConfigError
+from notebook.core.domain import User
 from notebook.database.activity_repository import ActivityRepository
 from notebook.database.api_key_repository import ApiKeyRepository
 from notebook.database.conflicts import conflict_stores
@@ -29,7 +30,7 @@ from notebook.database.repository import (
 from notebook.database.throttle_repository import ThrottleRepository
 from notebook.services.activity_service import ActivityService
 from notebook.services.analytics_service import AnalyticsService
-from notebook.services.api_key_service import ApiKeyService
+from notebook.services.api_key_service import ApiKeyService, looks_like_api_key
 from notebook.services.auth_service import AuthService
 from notebook.services.conflict_service import ConflictResolver
 from notebook.services.note_service import NoteService
@@ -69,6 +70,14 @@ class Services:
     api_keys: ApiKeyService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
     keyring: KeyRingSync | None = None  # None when encryption at rest is off
+
+    def authenticate(self, bearer: str, client_ip: str = "") -> tuple[User, str | None]:
+        """The user of a Bearer credential, and the scope of the API key it is (None for an
+        access token): the one place both kinds are told apart, for GraphQL and REST alike."""
+        if looks_like_api_key(bearer):
+            user, key = self.api_keys.authenticate(bearer, client_ip)
+            return user, key.scope
+        return self.auth.authenticate(bearer), None
 
     def start_keyring_sync(self) -> threading.Thread | None:
         """Follow the replicated key ring in a daemon thread until close()."""

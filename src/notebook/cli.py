@@ -181,7 +181,7 @@ def keys_command(args: argparse.Namespace) -> int:
         return 2
     from notebook.bootstrap import bootstrap
     from notebook.core.errors import DomainError, StorageError
-    from notebook.database.key_rotation import KeyRotation
+    from notebook.database.key_rotation import CLEAR, KeyRotation
 
     try:
         services = bootstrap(config, install_schema=False)
@@ -194,7 +194,7 @@ def keys_command(args: argparse.Namespace) -> int:
         if args.action == "status":
             for key, used in rotation.status():
                 print(f"{key.kind:5} {key.id}  {key.state:12} created {key.created_at}  documents {used}")
-            clear = rotation.usage().get("clear", 0)
+            clear = rotation.usage().get(CLEAR, 0)
             if clear:
                 print(f"documents in clear: {clear} (run `keys reencrypt`)")
         elif args.action == "rotate":

@@ -27,7 +27,6 @@ from notebook.core.activity import Activity
 from notebook.core.domain import ApiKey, Membership, Note, Notebook, NoteRevision, Page, User
 from notebook.core.errors import Unauthenticated
 from notebook.services.analytics_service import SystemStats, UserStats
-from notebook.services.api_key_service import looks_like_api_key
 from notebook.services.auth_service import AuthResult
 from notebook.services.replication_service import ReplicationStatus
 
@@ -88,11 +87,7 @@ class RequestContext:
             scheme, _, token = self._authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
-            if looks_like_api_key(token.strip()):
-                self._user, key = self.services.api_keys.authenticate(token.strip(), self.client_ip)
-                self.key_scope = key.scope
-            else:
-                self._user = self.services.auth.authenticate(token.strip())
+            self._user, self.key_scope = self.services.authenticate(token.strip(), self.client_ip)
         return self._user
 
     @property

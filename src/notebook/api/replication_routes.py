@@ -22,7 +22,6 @@ from notebook.api.openapi import openapi_document
 from notebook.bootstrap import Services
 from notebook.core.domain import User
 from notebook.core.errors import DomainError, InvalidInput, Unauthenticated
-from notebook.services.api_key_service import looks_like_api_key
 from notebook.services.replication_service import ReplicationStatus
 
 blueprint = Blueprint("replication", __name__, url_prefix="/api")
@@ -51,15 +50,12 @@ def _caller() -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use the header 'Authorization: Bearer <accessToken>'")
-    if looks_like_api_key(token.strip()):
-        services = _services()
-        peer = client_ip(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
-        )
-        user, key = services.api_keys.authenticate(token.strip(), peer)
-        g.key_scope = key.scope
-        return user
-    return _services().auth.authenticate(token.strip())
+    services = _services()
+    peer = client_ip(
+        request.remote_addr, request.headers.get("X-Forwarded-For"), services.config.trusted_proxies
+    )
+    user, g.key_scope = services.authenticate(token.strip(), peer)
+    return user
 
 
 @blueprint.before_request

@@ -7,6 +7,7 @@ at once when a document names a key it does not hold. A rotation writes it to ev
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -43,9 +44,17 @@ class KeyRingSync:
         )
         if doc is None:
             return []
-        others = (
-            self.notes.open_revs(KEYRING_DOC_ID, doc.get("_conflicts", [])) if doc.get("_conflicts") else []
+        conflicts = doc.get("_conflicts", [])
+        if not conflicts:
+            return [doc]
+        # the other leaves from the same node as the winner (a rotation reads each node's own)
+        answers = self.notes.client.request(
+            "GET",
+            f"{self.notes.name}/{KEYRING_DOC_ID}",
+            params={"open_revs": json.dumps(conflicts)},
+            node=node,
         )
+        others = [a["ok"] for a in answers if isinstance(a, dict) and a.get("ok")]
         return [doc, *[leaf for leaf in others if not leaf.get("_deleted")]]
 
     def _merge(self, leaves: list[dict[str, Any]]) -> bool:

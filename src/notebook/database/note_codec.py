@@ -13,7 +13,7 @@ Revision documents seal their title, content and tags the same way, bound to the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from notebook.core.errors import UndecryptableDocument
@@ -152,16 +152,6 @@ class NoteCodec:
         if sealed_key_id(doc["sealed"]) != self.ring.active(DATA)[0]:
             return False
         return doc.get("type") != "note" or doc.get("ix") == self.ring.active(INDEX)[0]
-
-
-def key_ids_of(doc: dict[str, Any]) -> Sequence[str]:
-    """The data and index keys a stored document needs (for `keys status` and retire)."""
-    found = []
-    if "sealed" in doc:
-        found.append(sealed_key_id(doc["sealed"]))
-    if doc.get("ix"):
-        found.append(str(doc["ix"]))
-    return found
 
 
 def _json(fields: dict[str, Any]) -> bytes:
