@@ -13,7 +13,7 @@ ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: help venv node_modules deps run cluster test test-unit test-integration test-couchdb3 \
-	test-external lint bench bench-couchdb3 bench-all clean
+	test-external lint bench bench-couchdb3 bench-quick bench-tools bench-inprocess bench-all clean
 
 help:
 	@echo "make run               API at http://127.0.0.1:5000/graphql with one local database node"
@@ -25,9 +25,13 @@ help:
 	@echo "                       (default ../shared/couchdb3)"
 	@echo "make test-external     integration tests on your nodes: NOTEBOOK_TEST_NODES=http://u:p@host:port,..."
 	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
-	@echo "make bench             benchmarks on pouchdb-server (docs/benchmarks.md; ARGS=\"--sizes 1000\")"
-	@echo "make bench-couchdb3    the same benchmarks on an Apache CouchDB 3.4 node from \$$COUCHDB3_DIST"
-	@echo "make bench-all         both, one after the other, side by side in one table"
+	@echo "make bench             HTTP benchmarks (gunicorn + wrk beside raw CouchDB) on pouchdb-server,"
+	@echo "                       1,000 / 10,000 / 100,000 notes and replication lag (docs/benchmarks.md;"
+	@echo "                       ARGS=\"--sizes 1000,10000\" for fewer); installs wrk when missing"
+	@echo "make bench-couchdb3    the same on Apache CouchDB 3.4 nodes from \$$COUCHDB3_DIST"
+	@echo "make bench-quick       a small HTTP run (500 notes, short rounds) in under two minutes"
+	@echo "make bench-inprocess   the older in-process benchmarks (scripts/bench.py, encryption on/off)"
+	@echo "make bench-all         the in-process benchmarks on both servers side by side"
 	@echo "make clean             remove caches AND var/: every local note of make run/cluster is deleted"
 	@echo "                       (keeps .venv and node_modules)"
 
@@ -75,15 +79,34 @@ test-external: deps
 	$(VENV_PY) run_tests.py --integration --server external $(ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src config scripts tests devtools
+	$(VENV)/bin/ruff check src config scripts tests devtools benchmarks
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
-bench: deps
+# wrk (the load generator of benchmarks/http_bench.py) from Debian, when it is not installed
+bench-tools:
+	@command -v wrk >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y wrk; \
+	    else sudo apt-get update && sudo apt-get install -y wrk; fi; }
+
+bench: deps bench-tools
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb $(ARGS)
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --replication
+
+bench-couchdb3: deps bench-tools
+	$(VENV_PY) benchmarks/http_bench.py --server couchdb3 $(ARGS)
+	$(VENV_PY) benchmarks/http_bench.py --server couchdb3 --replication
+
+# small sizes and short rounds; its results go to var/, not to docs/benchmarks.md
+bench-quick: deps bench-tools
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --sizes 500 --rounds 1 --seconds 3 \
+	    --json var/bench-quick --out var/bench-quick/benchmarks.md
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --replication --lag-seconds 5 \
+	    --json var/bench-quick --out var/bench-quick/benchmarks.md
+
+bench-inprocess: deps
 	$(VENV_PY) scripts/bench.py --server pouchdb $(ARGS)
 	$(VENV_PY) scripts/bench_encryption.py --server pouchdb
-
-bench-couchdb3: deps
 	$(VENV_PY) scripts/bench.py --server couchdb3 $(ARGS)
 	$(VENV_PY) scripts/bench_encryption.py --server couchdb3
 

@@ -134,6 +134,12 @@ class Config:
     key_store_path: str = "config/key_store.json"
     # how often each app process reads the replicated key ring (a rotation reaches it this fast)
     keyring_refresh_seconds: float = 5.0
+    # the read cache (database/couch/read_cache.py): documents read by id, kept correct by the
+    # changes feed, polled every READ_CACHE_POLL_SECONDS; a write made elsewhere is seen at most
+    # that long (plus one poll) after it reaches the node this process reads from
+    read_cache_enabled: bool = True
+    read_cache_mb: int = 64
+    read_cache_poll_seconds: float = 0.05
 
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
 
@@ -216,6 +222,10 @@ class Config:
             raise ConfigError("WRITE_QUORUM must be 0 (automatic) or 1 to the number of database nodes")
         if self.quorum_timeout_seconds <= 0:
             raise ConfigError("QUORUM_TIMEOUT_SECONDS must be positive")
+        if self.read_cache_enabled and not 0 < self.read_cache_poll_seconds <= 5:
+            raise ConfigError("READ_CACHE_POLL_SECONDS must be above 0 and at most 5")
+        if self.read_cache_enabled and self.read_cache_mb < 1:
+            raise ConfigError("READ_CACHE_MB must be at least 1")
         if self.metrics_token and len(self.metrics_token) < MIN_METRICS_TOKEN_LENGTH:
             raise ConfigError(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
         for name in _POSITIVE_LIMITS:
@@ -257,6 +267,9 @@ class TestingConfig(Config):
     encryption_key_path: str = str(_TEST_KEY_DIR / "encryption.key")
     key_store_path: str = str(_TEST_KEY_DIR / "key_store.json")
     keyring_refresh_seconds: float = 1.0
+    # tests write raw documents to CouchDB and read them back through the API at once; the
+    # read cache's own tests (test_read_cache.py) switch it on
+    read_cache_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -344,6 +357,9 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ENCRYPTION_ENABLED": ("encryption_enabled", _bool),
     "MAX_API_KEYS_PER_USER": ("max_api_keys_per_user", int),
     "KEYRING_REFRESH_SECONDS": ("keyring_refresh_seconds", float),
+    "READ_CACHE_ENABLED": ("read_cache_enabled", _bool),
+    "READ_CACHE_MB": ("read_cache_mb", int),
+    "READ_CACHE_POLL_SECONDS": ("read_cache_poll_seconds", float),
     "CORS_ORIGINS": ("cors_origins", _list),
     "ACCESS_TOKEN_SECONDS": ("access_token_seconds", int),
     "MAX_REQUEST_BYTES": ("max_request_bytes", int),

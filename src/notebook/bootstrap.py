@@ -15,6 +15,7 @@ from notebook.database.activity_repository import ActivityRepository
 from notebook.database.api_key_repository import ApiKeyRepository
 from notebook.database.conflicts import conflict_stores
 from notebook.database.couch import CouchDBClient
+from notebook.database.couch.read_cache import CacheFollower, ReadCache
 from notebook.database.couch.tls import CouchTLS, TLSConfigError
 from notebook.database.design_docs import Databases, database_names, ensure_schema, open_databases
 from notebook.database.keyring_sync import KeyRingSync
@@ -70,6 +71,7 @@ class Services:
     api_keys: ApiKeyService
     admin_couch: CouchDBClient | None = None  # the set-up account, when separate from `couch`
     keyring: KeyRingSync | None = None  # None when encryption at rest is off
+    cache_follower: CacheFollower | None = None  # None when READ_CACHE_ENABLED is off
 
     def authenticate(self, bearer: str, client_ip: str = "") -> tuple[User, str | None]:
         """The user of a Bearer credential, and the scope of the API key it is (None for an
@@ -88,6 +90,17 @@ class Services:
             args=(self.stopping, self.config.keyring_refresh_seconds),
             name="keyring-sync",
             daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def start_read_cache(self) -> threading.Thread | None:
+        """Follow the changes feed for the read cache in a daemon thread until close(); the
+        cache serves nothing until the follower's first round has taken its positions."""
+        if self.cache_follower is None:
+            return None
+        thread = threading.Thread(
+            target=self.cache_follower.run, args=(self.stopping,), name="read-cache", daemon=True
         )
         thread.start()
         return thread
@@ -127,6 +140,8 @@ class Services:
             self.admin_couch.close()
         if self.keyring is not None:
             self.keyring.notes.client.close()
+        if self.cache_follower is not None:
+            self.cache_follower.close()
 
 
 def abuse_limits(config: Config, store: ThrottleRepository) -> AbuseLimits:
@@ -185,6 +200,24 @@ def keyring_sync(config: Config, ring: KeyRing | None, tls: CouchTLS | None = No
     return KeyRingSync(
         ring, open_databases(client, config.db_prefix).notes, KeyStoreFile(Path(config.key_store_path))
     )
+
+
+def read_cache(config: Config, couch: CouchDBClient, tls: CouchTLS) -> CacheFollower | None:
+    """The read cache of the users and notes databases on `couch`, and its follower of the
+    changes feed on a client of its own (its polls are not counted as the requests' cost)."""
+    if not config.read_cache_enabled:
+        return None
+    names = database_names(config.db_prefix)
+    cache = ReadCache([names["users"], names["notes"]], config.read_cache_mb * 1024 * 1024)
+    couch.read_cache = cache
+    feed_client = CouchDBClient(
+        config.all_node_urls,
+        user=config.couchdb_user,
+        password=config.couchdb_password,
+        timeout=config.couchdb_timeout_seconds,
+        tls=tls,
+    )
+    return CacheFollower(cache, feed_client, lambda: couch.active_url, config.read_cache_poll_seconds)
 
 
 def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema: bool = True) -> Services:
@@ -290,5 +323,5 @@ def bootstrap(config: Config, couch: CouchDBClient | None = None, install_schema
         config, couch, databases, users, auth, notebooks, notes, resolver, replication, permissions,
         warmup, stopping, activity, AnalyticsService(activity_store, notes),
         ApiKeyService(ApiKeyRepository(gated.users), users, limits, config.max_api_keys_per_user),
-        admin_couch, keys,
+        admin_couch, keys, read_cache(config, couch, tls),
     )  # fmt: skip

@@ -154,3 +154,97 @@ def test_a_grantees_notebooks_with_roles_and_members_cost_the_same_for_1_and_4(a
         costs[shared] = cost
     assert costs[1] == costs[4], costs
     assert costs[4] <= GRANTEE_MAX_REQUESTS, costs
+
+
+NOTES_WITH_REVISIONS = """{
+  notes(first: 20) { edges { node { id revisions(first: 5) { id title author { email } } } } }
+}"""
+EDIT = """mutation($id: ID!, $version: String!, $title: String!) {
+  updateNote(id: $id, version: $version, input: {title: $title}) { version } }"""
+
+
+def test_revisions_of_a_page_cost_the_same_for_2_and_8_notes(app: Any, gql: Any) -> None:
+    # Note.revisions used to be one view query per note (N+1); now the page's revisions are one
+    # keyed view request, their documents one more, their authors one more
+    costs = {}
+    for notes in (2, 8):
+        token = gql.register()["token"]
+        _fill(gql, token, notes)
+        listed = gql.data("{ notes(first: 20) { edges { node { id version } } } }", token=token)
+        for edge in listed["notes"]["edges"]:
+            note = edge["node"]
+            for round_ in range(2):
+                changed = {"id": note["id"], "version": note["version"], "title": f"edit {round_}"}
+                note["version"] = gql.data(EDIT, changed, token=token)["updateNote"]["version"]
+        gql.data(NOTES_WITH_REVISIONS, token=token)
+        cost, data = _cost(app, gql, NOTES_WITH_REVISIONS, token)
+        edges = data["notes"]["edges"]
+        assert len(edges) == notes
+        # newest first: the title before the last edit, then the original one
+        assert all([r["title"] for r in e["node"]["revisions"]][:1] == ["edit 0"] for e in edges), edges
+        assert all(len(e["node"]["revisions"]) == 2 and e["node"]["revisions"][0]["author"] for e in edges)
+        costs[notes] = cost
+    assert costs[2] == costs[8], costs
+    assert costs[8] <= MAX_REQUESTS + 3, costs  # the page, plus the revisions' three
+
+
+NOTEBOOKS_WITH_NOTES = "{ notebooks { id name notes(first: 5) { edges { node { id title } } } } }"
+
+
+def test_notebook_notes_do_not_read_each_notebook_again(app: Any, gql: Any) -> None:
+    # each notebook's listing is one view request of its own; the notebook itself, read by the
+    # `notebooks` list, is not read a second time for its notes (it was, once per notebook)
+    costs = {}
+    for count in (1, 5):
+        token = gql.register()["token"]
+        _fill(gql, token, count)
+        gql.data(NOTEBOOKS_WITH_NOTES, token=token)
+        cost, data = _cost(app, gql, NOTEBOOKS_WITH_NOTES, token)
+        assert len(data["notebooks"]) == count
+        assert all(len(nb["notes"]["edges"]) == 1 for nb in data["notebooks"])
+        costs[count] = cost
+    assert costs[5] - costs[1] == 4, costs  # one listing request per further notebook, nothing more
+
+
+def _rows_read(app: Any, gql: Any, query: str, token: str) -> tuple[int, dict]:
+    """Index rows the database returned while answering one GraphQL request, and its data."""
+    client = app.extensions["notebook"].couch
+    original = client.request
+    rows = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal rows
+        payload = original(*args, **kwargs)
+        if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+            rows += len(payload["rows"])
+        return payload
+
+    client.request = counting
+    try:
+        data = gql.data(query, token=token)
+    finally:
+        del client.request
+    return rows, data
+
+
+@pytest.mark.parametrize("search", ["common", "common other", "#dup common"])
+def test_a_filtered_page_reads_the_same_rows_for_120_and_480_matches(app: Any, gql: Any, search: str) -> None:
+    # a page of a search or tag filter walks the sorted term index from its position and stops
+    # at the page size: it used to read one index row per matching note and word
+    tag, _, words = search.rpartition("#")[2].partition(" ") if search.startswith("#") else ("", "", search)
+    filters = f'search: "{words}"' + (f', tag: "{tag}"' if tag else "")
+    query = f"{{ notes(first: 10, {filters}) {{ edges {{ node {{ id }} }} pageInfo {{ hasNextPage }} }} }}"
+    rows = {}
+    for count in (120, 480):
+        token = gql.register()["token"]
+        notebook = gql.data("{ notebooks { id } }", token=token)["notebooks"][0]["id"]
+        notes = [{"title": f"n{i}", "content": "common other words", "tags": ["dup"]} for i in range(count)]
+        gql.data(IMPORT, {"nb": notebook, "notes": notes}, token=token)
+        gql.data(query, token=token)
+        rows[count], data = _rows_read(app, gql, query, token)
+        assert len(data["notes"]["edges"]) == 10 and data["notes"]["pageInfo"]["hasNextPage"]
+    assert rows[120] == rows[480], rows
+
+
+IMPORT = """mutation($nb: ID!, $notes: [CreateNoteInput!]!) {
+  importNotes(notebookId: $nb, notes: $notes) { imported } }"""

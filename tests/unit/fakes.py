@@ -385,6 +385,9 @@ class FakeNoteRepository:
     def revisions(self, note_id: str, first: int) -> list[NoteRevision]:
         return copy.deepcopy(self._newest_first(note_id, True)[:first])
 
+    def revisions_of_many(self, note_ids: Sequence[str], first: int) -> dict[str, list[NoteRevision]]:
+        return {note_id: self.revisions(note_id, first) for note_id in note_ids}
+
     def prune_revisions(self, note_id: str, keep: int) -> int:
         doomed = self._newest_first(note_id, True)[keep:] + self._newest_first(note_id, False)[keep:]
         for revision in doomed:
@@ -400,12 +403,19 @@ class FakeNoteRepository:
             if (getattr(n, attribute) == key or n.notebook_id in shared) and n.trashed == trashed
         ]
 
-    def list_page(self, query: NoteQuery) -> Page:
+    def _matching(self, query: NoteQuery) -> list[Note]:
         notes = self._in_scope(query.scope, query.trashed, query.shared)
         if query.tag is not None:
             notes = [n for n in notes if query.tag.casefold() in {t.casefold() for t in n.tags}]
         for word in query.words:
             notes = [n for n in notes if word in note_tokens(n.title, n.content)]
+        return notes
+
+    def count_matching(self, query: NoteQuery) -> int:
+        return len(self._matching(query))
+
+    def list_page(self, query: NoteQuery) -> Page:
+        notes = self._matching(query)
         descending = query.order in _DESCENDING
         keyed = sorted(((_SORT_KEY[query.order](n), n.id), n) for n in notes)
         if descending:

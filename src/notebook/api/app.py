@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
 
+import orjson
 from ariadne import graphql_sync
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
@@ -29,7 +29,7 @@ from notebook.api.http_security import (
     bound_chunked_body,
     explorer_policy,
 )
-from notebook.api.limits import QueryLimits, bounded_validator, parse_bounded
+from notebook.api.limits import QueryCache, QueryLimits
 from notebook.api.metrics import blueprint as metrics_blueprint
 from notebook.api.pages import blueprint as pages_blueprint
 from notebook.api.pages import explorer_html as local_explorer_html
@@ -47,17 +47,25 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _graphql_body() -> Any:
-    """The request's JSON value, or None when the body is not JSON.
+    """The request's JSON value, or None when the body is not JSON (read once per request).
 
-    Also refused like any other malformed body: nesting deeper than the parser can follow, and
-    escaped unpaired surrogates ("\\ud800"), valid JSON but not text that can be stored or hashed.
-    """
-    try:
-        data = request.get_json(silent=True)
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (RecursionError, UnicodeEncodeError):
-        return None
-    return data
+    Also refused like any other malformed body: nesting deeper than the parser follows (1024),
+    and escaped unpaired surrogates ("\\ud800"), valid JSON but not text that can be stored or
+    hashed. orjson refuses both while parsing."""
+    if "graphql_body" not in g:
+        data = None
+        if request.is_json:
+            try:
+                data = orjson.loads(request.get_data(cache=True))
+            except ValueError:
+                data = None
+        g.graphql_body = data
+    return g.graphql_body
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    """A JSON response, serialized by orjson."""
+    return Response(orjson.dumps(value), status=status, mimetype="application/json")
 
 
 def _retry_after(result: Any) -> int:
@@ -92,12 +100,13 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.register_blueprint(metrics_blueprint)
     app.register_blueprint(pages_blueprint)
     services.start_keyring_sync()
+    services.start_read_cache()
     if config.conflict_resolver:
         services.start_conflict_resolver()
     if config.replication_supervisor:
         services.start_replication_supervisor()
     schema = build_schema()
-    limits = QueryLimits.from_config(config)
+    queries = QueryCache(QueryLimits.from_config(config))
     format_error = graphql_error_formatter(config.graphql_field_suggestions)
     explorer_html = local_explorer_html("NoteBook GraphQL") if config.graphql_explorer else None
     explorer_csp = explorer_policy(explorer_html) if explorer_html else ""
@@ -155,23 +164,24 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     @app.post("/graphql")
     def graphql_server() -> Any:
         started = time.perf_counter()
-        response, status = answer_graphql()
-        _record_graphql(response, status, time.perf_counter() - started)
-        return response, status
+        result, status = answer_graphql()
+        response = _json(result, status)
+        retry_after = _retry_after(result)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        _record_graphql(result, status, time.perf_counter() - started)
+        return response
 
-    def answer_graphql() -> tuple[Response, int]:
+    def answer_graphql() -> tuple[dict[str, Any], int]:
         data = _graphql_body()
         if isinstance(data, list):
             message = "batched operations are not accepted; send one JSON object with a query per request"
-            return jsonify(error_body("BAD_USER_INPUT", message)), 400
+            return error_body("BAD_USER_INPUT", message), 400
         if not isinstance(data, dict):
-            return jsonify(error_body("BAD_USER_INPUT", "the body must be a JSON object with a query")), 400
+            return error_body("BAD_USER_INPUT", "the body must be a JSON object with a query"), 400
         if not warmup.schema_installed:
             message = "the database is unavailable" if warmup.state == "unavailable" else "starting up"
-            body = error_body("SERVICE_UNAVAILABLE", message, retryAfter=RETRY_AFTER_SECONDS)
-            unavailable = jsonify(body)
-            unavailable.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return unavailable, 503
+            return error_body("SERVICE_UNAVAILABLE", message, retryAfter=RETRY_AFTER_SECONDS), 503
         peer = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), config.trusted_proxies)
         context = RequestContext(services, request.headers.get("Authorization"), client_ip=peer)
         try:
@@ -180,20 +190,16 @@ def create_app(config: Config | None = None, services: Services | None = None) -
                 schema,
                 data,
                 context_value=context,
-                query_parser=lambda _context, body: parse_bounded(body["query"], limits),
-                query_validator=bounded_validator(limits, data.get("variables")),
+                query_parser=lambda _context, body: queries.parse(body["query"]),
+                query_validator=queries.validator(data.get("variables")),
                 introspection=config.graphql_introspection,
                 error_formatter=format_error,
                 logger=_ARIADNE_LOG,
             )
         except RecursionError:
             # validation follows fragment spreads recursively; a long enough chain exhausts the stack
-            return jsonify(error_body("QUERY_TOO_COMPLEX", "the query is nested too deeply")), 400
-        response = jsonify(result)
-        retry_after = _retry_after(result)
-        if retry_after:
-            response.headers["Retry-After"] = str(retry_after)
-        return response, 200 if success else 400
+            return error_body("QUERY_TOO_COMPLEX", "the query is nested too deeply"), 400
+        return result, 200 if success else 400
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Any:
@@ -214,7 +220,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     return app
 
 
-def _record_graphql(response: Response, status: int, seconds: float) -> None:
+def _record_graphql(body: dict[str, Any], status: int, seconds: float) -> None:
     """Count one GraphQL request: its operation, outcome and error codes (utils/metrics.py).
     "rejected": refused before execution (bad body, limits, unavailable); "error": executed
     with errors; "success": none."""
@@ -222,10 +228,9 @@ def _record_graphql(response: Response, status: int, seconds: float) -> None:
     operation = "anonymous"
     if isinstance(data, dict):
         operation = operation_label(data.get("operationName"), data.get("query"))
-    body = response.get_json(silent=True)
-    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = body.get("errors")
     errors = errors if isinstance(errors, list) else []
-    if status >= 400 and not (isinstance(body, dict) and "data" in body):
+    if status >= 400 and "data" not in body:
         outcome = "rejected"
     else:
         outcome = "error" if errors else "success"

@@ -47,6 +47,10 @@ class Loader:
             for key in missing:
                 self._cache[key] = found.get(key)
 
+    def put(self, values: dict[Any, Any]) -> None:
+        """Values read by other means (a list of them): their ids need no fetch."""
+        self._cache.update(values)
+
     def load(self, key: Hashable) -> Any:
         self.prime([key])
         return self._cache.get(key)
@@ -68,6 +72,19 @@ class RequestContext:
         self._roles: dict[str, str | None] = {}
         # the notebooks a list returned: the first role or member list asked for fetches theirs too
         self.listed_notebooks: list[Notebook] = []
+        # the notes lists returned: the first revisions asked for fetch those of all of them
+        self.listed_notes: list[Note] = []
+        self._revisions: dict[tuple[str, int], list[NoteRevision]] = {}
+
+    def revisions_of(self, note: Note, first: int) -> list[NoteRevision]:
+        """A note's revisions; those of every listed note in the same two requests, and their
+        authors in one more."""
+        if (note.id, first) not in self._revisions:
+            wanted = {n.id: n for n in [note, *self.listed_notes] if (n.id, first) not in self._revisions}
+            found = self.services.notes.revisions_of_many(list(wanted.values()), first)
+            self._revisions.update({(note_id, first): found.get(note_id, []) for note_id in wanted})
+            self.users.prime(revision.author_id for listed in found.values() for revision in listed)
+        return self._revisions[(note.id, first)]
 
     def role(self, notebook: Notebook) -> str | None:
         """The caller's role in the notebook; the roles of every listed notebook in one request."""
@@ -142,7 +159,10 @@ def serialize_datetime(value: str) -> str:
     return value
 
 
-def _list_notes(info: GraphQLResolveInfo, notebook_id: str | None, args: dict[str, Any]) -> NoteConnection:
+def _list_notes(
+    info: GraphQLResolveInfo, notebook_id: str | None, args: dict[str, Any], parent: Notebook | None = None
+) -> NoteConnection:
+    """`parent`: the Notebook whose `notes` these are, already read (its role is batched)."""
     context = ctx(info)
     actor = context.user
     page = context.services.notes.list_notes(
@@ -154,13 +174,21 @@ def _list_notes(info: GraphQLResolveInfo, notebook_id: str | None, args: dict[st
         search=args.get("search"),
         trashed=args.get("trashed", False),
         order=args.get("order_by", "UPDATED_DESC"),
+        loaded=(parent, context.role(parent)) if parent is not None else None,
     )
     context.notebooks.prime(note.notebook_id for note in page.items)
     listed = {note.notebook_id: context.notebooks.load(note.notebook_id) for note in page.items}
     context.listed_notebooks += [nb for nb in listed.values() if nb is not None]
+    context.listed_notes += page.items
     context.users.prime(uid for note in page.items for uid in (note.created_by, note.updated_by))
     trashed = bool(args.get("trashed", False))
-    return NoteConnection(page, lambda: context.services.notes.count_notes(actor, notebook_id, trashed))
+    loaded = (parent, context.role(parent)) if parent is not None else None
+    return NoteConnection(
+        page,
+        lambda: context.services.notes.count_notes(
+            actor, notebook_id, trashed, args.get("tag"), args.get("search"), loaded
+        ),
+    )
 
 
 # queries --------------------------------------------------------------------------------------
@@ -177,7 +205,10 @@ def resolve_notebooks(
     notebooks = context.services.notebooks.list_notebooks(context.user, first, after)
     context.note_counts.prime(nb.id for nb in notebooks)
     context.users.prime(nb.owner_id for nb in notebooks)
-    context.listed_notebooks = notebooks
+    # a copy: the listings below add to it, and graphql-core is iterating `notebooks` (the same
+    # list extended by Notebook.notes made `notebooks { notes { ... } }` never end)
+    context.listed_notebooks = list(notebooks)
+    context.notebooks.put({nb.id: nb for nb in notebooks})  # their notes' `notebook` is known
     return notebooks
 
 
@@ -453,7 +484,7 @@ def resolve_note_count(notebook: Notebook, info: GraphQLResolveInfo) -> int:
 
 @notebook_type.field("notes")
 def resolve_notebook_notes(notebook: Notebook, info: GraphQLResolveInfo, **args: Any) -> NoteConnection:
-    return _list_notes(info, notebook.id, args)
+    return _list_notes(info, notebook.id, args, parent=notebook)
 
 
 @note_type.field("notebook")
@@ -474,10 +505,7 @@ def resolve_updated_by(note: Note, info: GraphQLResolveInfo) -> User | None:
 
 @note_type.field("revisions")
 def resolve_revisions(note: Note, info: GraphQLResolveInfo, first: int = 20) -> list[NoteRevision]:
-    context = ctx(info)
-    revisions = context.services.notes.revisions(note, first)
-    context.users.prime(revision.author_id for revision in revisions)
-    return revisions
+    return ctx(info).revisions_of(note, first)
 
 
 @note_type.field("conflicts")

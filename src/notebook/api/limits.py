@@ -17,6 +17,8 @@ no depth and no list multipliers, so schema tools load the schema; its fields st
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -325,3 +327,61 @@ def bounded_validator(limits: QueryLimits, variables: Mapping[str, Any] | None) 
         return validate(schema, document, rules, max_errors=max_errors, type_info=type_info)
 
     return validate_bounded
+
+
+class QueryCache:
+    """Parsed documents, and graphql-core's verdict on them, by query text: a client sends the
+    same few queries again and again, and parsing plus validation cost more than executing
+    them (docs/benchmarks.md, "Where the time went").
+
+    The bounds (`check_limits`) still run on every request, because they depend on the
+    variables; only a document that passed graphql-core's own rules is remembered as valid, per
+    set of rules. Least recently used out first; thread-safe. Documents are never changed by
+    execution, so one parsed document serves every thread."""
+
+    def __init__(self, limits: QueryLimits, size: int = 512) -> None:
+        self.limits = limits
+        self.size = size
+        self._lock = threading.Lock()
+        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+        self._valid: dict[tuple[int, tuple[type[ASTValidationRule], ...]], DocumentNode] = {}
+
+    def parse(self, query: str) -> DocumentNode:
+        with self._lock:
+            document = self._documents.get(query)
+            if document is not None:
+                self._documents.move_to_end(query)
+                return document
+        document = parse_bounded(query, self.limits)
+        with self._lock:
+            self._documents[query] = document
+            while len(self._documents) > self.size:
+                _, dropped = self._documents.popitem(last=False)
+                self._valid = {key: doc for key, doc in self._valid.items() if doc is not dropped}
+        return document
+
+    def validator(self, variables: Mapping[str, Any] | None) -> QueryValidator:
+        """As `bounded_validator`, remembering graphql-core's success for a cached document."""
+
+        def validate_cached(
+            schema: GraphQLSchema,
+            document: DocumentNode,
+            rules: Collection[type[ASTValidationRule]] | None = None,
+            max_errors: int | None = None,
+            type_info: TypeInfo | None = None,
+        ) -> list[GraphQLError]:
+            errors = check_limits(schema, document, self.limits, variables)
+            if errors:
+                return errors
+            key = (id(document), tuple(rules or ()))
+            with self._lock:
+                if self._valid.get(key) is document:
+                    return []
+            errors = validate(schema, document, rules, max_errors=max_errors, type_info=type_info)
+            if not errors:
+                with self._lock:
+                    if any(cached is document for cached in self._documents.values()):
+                        self._valid[key] = document
+            return errors
+
+        return validate_cached

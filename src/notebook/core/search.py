@@ -8,11 +8,14 @@ import unicodedata
 MAX_TOKEN_CHARS = 64
 TITLE_KEY_CHARS = 100
 MAX_TOKENS_PER_NOTE = 5000
-_WORD = re.compile(r"\w+", re.UNICODE)
+# runs of word characters other than '_': the same words as \w+ split on '_'
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def normalize(text: str) -> str:
     """Case-fold and drop accents, so 'Café' and 'cafe' are the same word."""
+    if text.isascii():
+        return text.lower()  # nothing to decompose or drop; ASCII case-folds as lower() does
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.casefold()
@@ -34,12 +37,7 @@ def title_sort_key(title: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Distinct normalized words in order of first appearance; '_' separates words too."""
-    seen: dict[str, None] = {}
-    for match in _WORD.finditer(normalize(text)):
-        for word in match.group().split("_"):
-            if word:
-                seen.setdefault(word[:MAX_TOKEN_CHARS], None)
-    return list(seen)
+    return list(dict.fromkeys(word[:MAX_TOKEN_CHARS] for word in _WORD.findall(normalize(text))))
 
 
 def note_tokens(title: str, content: str) -> list[str]:

@@ -41,6 +41,19 @@ _NOTE_TERMS_VIEW = """function (doc) {
   }
 }"""
 
+# the same terms of live notes in listing order (updated_at, then id), under the owner's scope
+# only: a filtered page of one's own notes walks them from its position and stops at the page
+# size (term_search.py). Notebook and shared scopes read note_terms; emitting them here too
+# would double this index's rows for listings that are less used.
+_NOTE_TERMS_SORTED_VIEW = """function (doc) {
+  if (doc.type !== 'note' || doc.trashed_at) return;
+  var scope = 'o:' + doc.owner_id;
+  var tokens = doc.tokens || [];
+  for (var i = 0; i < tokens.length; i++) emit([scope, 'w', tokens[i], doc.updated_at, doc._id], null);
+  var tags = doc.tag_keys || [];
+  for (var j = 0; j < tags.length; j++) emit([scope, 'g', tags[j], doc.updated_at, doc._id], null);
+}"""
+
 _TAG_COUNTS_VIEW = """function (doc) {
   if (doc.type !== 'note' || doc.trashed_at) return;
   var tags = doc.tag_names || doc.tags || [];
@@ -65,12 +78,11 @@ _NOTEBOOKS_BY_OWNER_VIEW = """function (doc) {
 }"""
 
 # [note, listed, time]: versions replaced by metadata-only changes are kept but not listed
-_REVISIONS_BY_NOTE_VIEW = """function (doc) {
-  if (doc.type === 'note_revision') emit([doc.note_id, doc.reason !== 'METADATA', doc.created_at], null);
-}"""
-
+# one row per revision: its note, and whether it is listed (not METADATA) with its time as the
+# value, so the revisions of a whole page of notes are one request by `keys` and pruning reads
+# one key (an earlier [note, listed, created_at] view emitted a second row per revision)
 _REVISIONS_OF_NOTE_VIEW = """function (doc) {
-  if (doc.type === 'note_revision') emit(doc.note_id, null);
+  if (doc.type === 'note_revision') emit(doc.note_id, [doc.reason !== 'METADATA', doc.created_at]);
 }"""
 
 # documents with conflict leaves, whatever the node or the changes-feed position (see conflicts.py)
@@ -220,10 +232,10 @@ NOTES_DESIGN_DOC = {
         "notes_without_title_key": {"map": _NOTES_WITHOUT_TITLE_KEY_VIEW},
         "sealed_keys": {"map": _SEALED_KEYS_VIEW, "reduce": "_count"},
         "note_terms": {"map": _NOTE_TERMS_VIEW},
+        "note_terms_sorted": {"map": _NOTE_TERMS_SORTED_VIEW},
         "tag_counts": {"map": _TAG_COUNTS_VIEW, "reduce": "_count"},
         "note_counts": {"map": _NOTE_COUNTS_VIEW, "reduce": "_count"},
         "notebooks_by_owner": {"map": _NOTEBOOKS_BY_OWNER_VIEW},
-        "revisions_by_note": {"map": _REVISIONS_BY_NOTE_VIEW},
         "revisions_of_note": {"map": _REVISIONS_OF_NOTE_VIEW},
         "conflicted": {"map": _CONFLICTED_VIEW},
         "note_stats": {"map": _NOTE_STATS_VIEW, "reduce": "_stats"},

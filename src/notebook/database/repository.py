@@ -31,6 +31,7 @@ from notebook.database.activity_repository import with_events
 from notebook.database.couch import Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 from notebook.database.note_codec import NoteCodec
+from notebook.database.term_search import sorted_matches
 
 PLAIN = NoteCodec()  # notes stored in clear (ENCRYPTION_ENABLED=false)
 # fields of a note document that sealing replaces or removes (none may survive a re-seal)
@@ -491,6 +492,17 @@ def _current_rev(db: Database, doc_id: str) -> str | None:
     return current["_rev"] if current else None
 
 
+def _newest(rows: Sequence[dict[str, Any]], note_id: str, listed: bool) -> list[str]:
+    """The ids of a note's revisions among `revisions_of_note` rows that are (or are not)
+    listed, newest first."""
+    found = []
+    for row in rows:
+        value = row.get("value")
+        if row.get("key") == note_id and isinstance(value, list) and len(value) == 2 and value[0] is listed:
+            found.append((str(value[1]), str(row["id"])))
+    return [rid for _, rid in sorted(found, reverse=True)]
+
+
 def _tombstones(db: Database, doc_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Deletion stubs for the current revisions of the documents that still exist."""
     rows = db.all_docs(doc_ids, include_docs=False)
@@ -927,16 +939,19 @@ class NoteRepository:
     # history -----------------------------------------------------------------------------------
     def revisions(self, note_id: str, first: int) -> list[NoteRevision]:
         """Listed revisions of a note, newest first."""
-        rows = self.db.view(
-            NOTES_DESIGN,
-            "revisions_by_note",
-            descending=True,
-            include_docs=True,
-            limit=first,
-            startkey=[note_id, True, _HIGH],
-            endkey=[note_id, True],
-        )["rows"]
-        return [revision_from_doc(row["doc"], self.codec) for row in rows if row.get("doc")]
+        return self.revisions_of_many([note_id], first)[note_id]
+
+    def revisions_of_many(self, note_ids: Sequence[str], first: int) -> dict[str, list[NoteRevision]]:
+        """Listed revisions of each note, newest first, at most `first` each: two requests for
+        any number of notes (the view's rows, then the chosen documents)."""
+        ids = list(dict.fromkeys(note_ids))
+        rows = self.db.view(NOTES_DESIGN, "revisions_of_note", keys=ids)["rows"] if ids else []
+        chosen = {note_id: _newest(rows, note_id, listed=True)[:first] for note_id in ids}
+        docs = self.db.get_many(rid for wanted in chosen.values() for rid in wanted)
+        return {
+            note_id: [revision_from_doc(docs[rid], self.codec) for rid in wanted if rid in docs]
+            for note_id, wanted in chosen.items()
+        }
 
     def get_revision(self, revision_id: str) -> NoteRevision | None:
         doc = self.db.get_or_none(revision_id)
@@ -947,17 +962,8 @@ class NoteRepository:
     def prune_revisions(self, note_id: str, keep: int) -> int:
         """Delete the oldest revisions beyond `keep`, listed and metadata-only ones each;
         returns how many were deleted."""
-        doomed: list[str] = []
-        for listed in (True, False):
-            rows = self.db.view(
-                NOTES_DESIGN,
-                "revisions_by_note",
-                descending=True,
-                limit=keep + 50,
-                startkey=[note_id, listed, _HIGH],
-                endkey=[note_id, listed],
-            )["rows"]
-            doomed += [row["id"] for row in rows[keep:]]
+        rows = self.db.view(NOTES_DESIGN, "revisions_of_note", key=note_id)["rows"]
+        doomed = [rid for listed in (True, False) for rid in _newest(rows, note_id, listed)[keep:]]
         tombstones = _tombstones(self.db, doomed)
         self.db.bulk_docs(tombstones)
         return len(tombstones)
@@ -1076,17 +1082,51 @@ class NoteRepository:
         return total
 
     def _list_filtered(self, query: NoteQuery) -> Page:
+        """A filtered page: walked in listing order where the sorted term index serves the query
+        (term_search.py: one's own live notes by time updated, one index key in use), else every
+        match is read (`_list_all_matches`)."""
+        terms = self._terms(query)
+        if (
+            query.order in ("UPDATED_DESC", "UPDATED_ASC")
+            and query.scope.startswith("o:")
+            and not query.trashed
+            and not query.shared
+            and all(len(variants) == 1 for _, variants in terms)
+        ):
+            after = decode_cursor(query.after, query.order) if query.after else None
+            positions, more = sorted_matches(
+                self.db,
+                query.scope,
+                [(kind, variants[0]) for kind, variants in terms],
+                descending=query.order == "UPDATED_DESC",
+                first=query.first,
+                after=after,
+            )
+            docs = self.get_many(doc_id for _, doc_id in positions)
+            page = [(key, doc_id) for key, doc_id in positions if doc_id in docs]
+            notes = [docs[doc_id] for _, doc_id in page]
+            cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page]
+            return Page(notes, cursors, has_next_page=more)
+        return self._list_all_matches(query)
+
+    def count_matching(self, query: NoteQuery) -> int:
+        """How many notes a filtered listing covers (its totalCount): every match is read."""
+        return self._list_all_matches(replace(query, first=1, after=None), fetch=False).total_count or 0
+
+    def _terms(self, query: NoteQuery) -> list[tuple[str, list[str]]]:
+        """(kind, index terms) of a filtered query: the tag ('g') first, then each word ('w')."""
+        terms = [("g", self.codec.tag_terms(query.tag.casefold()))] if query.tag is not None else []
+        return terms + [("w", self.codec.word_terms(word)) for word in dict.fromkeys(query.words)]
+
+    def _list_all_matches(self, query: NoteQuery, fetch: bool = True) -> Page:
         """Intersect the index rows of every term, sort by their stored keys, then fetch one page.
         With encryption on, a term is its keyed hash under each index key in use (two while the
         index key is rotated): a note matches a term through any of them."""
-        terms: list[list[str]] = [self.codec.tag_terms(query.tag.casefold())] if query.tag is not None else []
-        for word in dict.fromkeys(query.words):
-            terms.append(self.codec.word_terms(word))
+        terms = self._terms(query)
         # a note is under exactly one of these scopes: the caller's own, or one shared notebook's
         scopes = [query.scope] + [f"n:{nb}" for nb in dict.fromkeys(query.shared)]
-        kinds = ["g"] * (query.tag is not None) + ["w"] * (len(terms) - (query.tag is not None))
         term_of: dict[tuple[str, str], int] = {}
-        for number, (kind, variants) in enumerate(zip(kinds, terms, strict=True)):
+        for number, (kind, variants) in enumerate(terms):
             for variant in variants:
                 term_of.setdefault((kind, variant), number)
         rows = self.db.view(
@@ -1117,7 +1157,7 @@ class NoteRepository:
             cursor = decode_cursor(query.after, query.order)
             matches = [m for m in matches if (m < cursor if descending else m > cursor)]
         page = matches[: query.first]
-        docs = self.get_many(doc_id for _, doc_id in page)
+        docs = self.get_many(doc_id for _, doc_id in page) if fetch else {}
         notes = [docs[doc_id] for _, doc_id in page if doc_id in docs]
         cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)

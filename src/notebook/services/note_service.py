@@ -91,11 +91,31 @@ class NoteService:
         search: str | None = None,
         trashed: bool = False,
         order: str = "UPDATED_DESC",
+        loaded: tuple[Notebook, str | None] | None = None,
     ) -> Page:
+        """`loaded`: the notebook `notebook_id` names, already read, and the actor's role in it."""
+        query = self._query(actor, notebook_id, first, after, tag, search, trashed, order, loaded)
+        return self.notes.list_page(query)
+
+    def _query(
+        self,
+        actor: User,
+        notebook_id: str | None,
+        first: int,
+        after: str | None,
+        tag: str | None,
+        search: str | None,
+        trashed: bool,
+        order: str,
+        loaded: tuple[Notebook, str | None] | None,
+    ) -> NoteQuery:
+        """A listing's query, once the actor may read it; bad arguments are InvalidInput."""
         if order not in NOTE_ORDERS:
             raise InvalidInput("unknown orderBy", field="orderBy")
         shared: tuple[str, ...] = ()
-        if notebook_id is not None:
+        if loaded is not None and loaded[0].id == notebook_id:
+            scope = "n:" + self.notebook_service.require_loaded(*loaded, "VIEWER").id
+        elif notebook_id is not None:
             scope = "n:" + self.notebook_service.readable(actor, notebook_id).id
         else:
             scope = "o:" + actor.id
@@ -105,7 +125,7 @@ class NoteService:
             raise InvalidInput(f"search has more than {MAX_SEARCH_WORDS} words", field="search")
         if tag is not None:
             tag = validation.tags([tag])[0]
-        query = NoteQuery(
+        return NoteQuery(
             scope=scope,
             trashed=bool(trashed),
             order=order,
@@ -115,10 +135,20 @@ class NoteService:
             words=words,
             shared=shared,
         )
-        return self.notes.list_page(query)
 
-    def count_notes(self, actor: User, notebook_id: str | None, trashed: bool) -> int:
-        """How many notes a listing that has already been allowed covers."""
+    def count_notes(
+        self,
+        actor: User,
+        notebook_id: str | None,
+        trashed: bool,
+        tag: str | None = None,
+        search: str | None = None,
+        loaded: tuple[Notebook, str | None] | None = None,
+    ) -> int:
+        """How many notes a listing that has already been allowed covers (with its filters)."""
+        if tag is not None or search:
+            query = self._query(actor, notebook_id, 1, None, tag, search, trashed, "UPDATED_DESC", loaded)
+            return self.notes.count_matching(query)
         if notebook_id:
             return self.notes.count("n:" + notebook_id, trashed)
         return self.notes.count("o:" + actor.id, trashed, self.notebook_service.shared_notebook_ids(actor))
@@ -257,6 +287,10 @@ class NoteService:
     def revisions(self, note: Note, first: int = 20) -> list[NoteRevision]:
         """Earlier versions of a note the caller has already been allowed to read."""
         return self.notes.revisions(note.id, validation.page_size(first))
+
+    def revisions_of_many(self, notes: Sequence[Note], first: int = 20) -> dict[str, list[NoteRevision]]:
+        """`revisions` of several notes the caller has already been allowed to read, at once."""
+        return self.notes.revisions_of_many([note.id for note in notes], validation.page_size(first))
 
     def restore_note_revision(self, actor: User, note_id: str, revision_id: str) -> Note:
         note = self._editable(actor, note_id)

@@ -77,7 +77,15 @@ class NotebookService:
         require_id(notebook_id, NOTEBOOK_PREFIX, "notebook")
         notebook = self.notebooks.get(notebook_id)
         role = self.role_of(actor, notebook) if notebook is not None else None
-        if notebook is None or role is None:
+        if notebook is None:
+            raise NotFound("notebook not found")
+        return self.require_loaded(notebook, role, minimum)
+
+    @staticmethod
+    def require_loaded(notebook: Notebook, role: str | None, minimum: str) -> Notebook:
+        """`require` for a notebook already read, with the actor's role in it (`roles_of`), so a
+        list of notebooks costs no second read of each."""
+        if role is None:
             raise NotFound("notebook not found")
         if not role_at_least(role, minimum):
             raise Forbidden(f"this needs the {minimum} role in the notebook; yours is {role}")

@@ -151,7 +151,7 @@ def open_sealed(key: bytes, sealed: str, associated: str) -> bytes:
 def blind_hash(index_key: bytes, purpose: str, text: str) -> str:
     """The blind-index entry of `text`: equal words give equal entries, nothing else is kept.
     128 bits, hex: collisions are negligible at any note count."""
-    return hmac.new(index_key, f"{purpose}\x00{text}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(index_key, f"{purpose}\x00{text}".encode(), "sha256").hex()[:32]
 
 
 def seal_deterministic(index_key: bytes, key_id: str, text: str) -> str:

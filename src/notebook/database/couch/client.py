@@ -32,12 +32,14 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import httpx
+import orjson
 
 from notebook.database.couch.database import Database
 from notebook.database.couch.errors import CouchError, DatabaseUnavailable, QuorumNotReached, decode
 from notebook.database.couch.nodes import CouchNode, HealthMonitor, NodeFailure, NodePool
 from notebook.database.couch.paths import encode_params, strip_credentials
 from notebook.database.couch.quorum import QuorumPush, replica_docs
+from notebook.database.couch.read_cache import ReadCache
 from notebook.database.couch.server_differences import REQUEST_HEADERS
 from notebook.database.couch.tls import DEFAULT_TLS, CouchTLS, tls_failure
 from notebook.database.couch.verification import RequestKind, WritePlan, classify
@@ -138,6 +140,8 @@ class CouchDBClient:
             transport=transport,
         )
         self.requests = RequestCounter()
+        # documents read by id, kept by bootstrap's follower of the changes feed (read_cache.py)
+        self.read_cache: ReadCache | None = None
         self._pool = NodePool(nodes, failure_threshold, self._scrub)
         self._pool.copies_to_preferred = write_quorum > 1
         self._health = HealthMonitor(
@@ -435,7 +439,7 @@ class CouchDBClient:
             "timeout": httpx.Timeout(timeout, connect=min(timeout, self.connect_timeout)),
         }
         if body is not None:
-            kwargs["content"] = json.dumps(body, separators=(",", ":"))
+            kwargs["content"] = _encode(body)
             kwargs["headers"] = {"Content-Type": "application/json"}
         started = time.perf_counter()
         status = "error"
@@ -488,6 +492,15 @@ class CouchDBClient:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _encode(body: Any) -> bytes:
+    """A request body as JSON: orjson, or the standard library for what orjson refuses
+    (integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _error_name(response: httpx.Response) -> str:

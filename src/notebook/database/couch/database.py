@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from notebook.database.couch.errors import DocumentConflict, DocumentNotFound, PreconditionFailed
 from notebook.database.couch.paths import quote_id
+from notebook.database.couch.read_cache import params_key
 from notebook.database.couch.server_differences import CHANGES_FEED
 from notebook.database.couch.verification import WRITE_ID_FIELD, new_write_id
 
@@ -49,7 +50,17 @@ class Database:
 
     # documents -----------------------------------------------------------------------------
     def get(self, doc_id: str, **params: Any) -> dict[str, Any]:
-        return self._request("GET", quote_id(doc_id), params=params)
+        cache = self.client.read_cache
+        if cache is None or not cache.covers(self.name):
+            return self._request("GET", quote_id(doc_id), params=params)
+        key = params_key(params)
+        hit = cache.get(self.name, doc_id, key)
+        if hit is not None:
+            return hit
+        since = cache.generation()
+        doc = self._request("GET", quote_id(doc_id), params=params)
+        cache.store(self.name, doc_id, key, doc, since)
+        return doc
 
     def get_or_none(self, doc_id: str, **params: Any) -> dict[str, Any] | None:
         try:
@@ -78,12 +89,23 @@ class Database:
     def put(self, doc: dict[str, Any]) -> str:
         """Create or update a document; return its new revision (DocumentConflict if stale)."""
         self._stamp(doc)
-        result = self._request("PUT", quote_id(doc["_id"]), body=doc)
+        try:
+            result = self._request("PUT", quote_id(doc["_id"]), body=doc)
+        finally:
+            self._evict([doc["_id"]])
         doc["_rev"] = result["rev"]
         return result["rev"]
 
     def delete(self, doc_id: str, rev: str) -> str:
-        return self._request("DELETE", quote_id(doc_id), params={"rev": rev})["rev"]
+        try:
+            return self._request("DELETE", quote_id(doc_id), params={"rev": rev})["rev"]
+        finally:
+            self._evict([doc_id])
+
+    def _evict(self, doc_ids: Iterable[str]) -> None:
+        """This process wrote these documents (or may have): its next read goes to CouchDB."""
+        if self.client.read_cache is not None:
+            self.client.read_cache.evict(self.name, doc_ids)
 
     def bulk_docs(
         self, docs: Sequence[dict[str, Any]], new_edits: bool = True, write_id: str | None = None
@@ -102,7 +124,10 @@ class Database:
             for doc in docs:
                 doc.setdefault("_id", uuid.uuid4().hex)  # an id lets an uncertain write be checked
                 self._stamp(doc, write_id)
-        return self._request("POST", "_bulk_docs", body=body)
+        try:
+            return self._request("POST", "_bulk_docs", body=body)
+        finally:
+            self._evict(str(doc["_id"]) for doc in docs if "_id" in doc)
 
     def all_docs(self, keys: Iterable[str], include_docs: bool = True, **params: Any) -> list[dict[str, Any]]:
         """Fetch documents by id in one round trip; missing ones come back without `doc`."""
@@ -116,6 +141,27 @@ class Database:
 
     def get_many(self, keys: Iterable[str], **params: Any) -> dict[str, dict[str, Any]]:
         """Documents by id, skipping missing and deleted ones; `params` as for `_all_docs`."""
+        cache = self.client.read_cache
+        if cache is None or not cache.covers(self.name):
+            return self._fetch_many(keys, params)
+        key = "all_docs&" + params_key(params)
+        found: dict[str, dict[str, Any]] = {}
+        missing = []
+        for doc_id in dict.fromkeys(keys):
+            hit = cache.get(self.name, doc_id, key)
+            if hit is None:
+                missing.append(doc_id)
+            else:
+                found[doc_id] = hit
+        if missing:
+            since = cache.generation()
+            fetched = self._fetch_many(missing, params)
+            for doc_id, doc in fetched.items():
+                cache.store(self.name, doc_id, key, doc, since)
+            found.update(fetched)
+        return found
+
+    def _fetch_many(self, keys: Iterable[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {
             row["id"]: row["doc"]
             for row in self.all_docs(keys, **params)

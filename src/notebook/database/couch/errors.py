@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+import orjson
 
 from notebook.core.errors import ServiceUnavailable, StorageError
 
@@ -78,10 +80,19 @@ ERRORS_BY_STATUS: dict[int, type[CouchError]] = {
 }
 
 
+def loads(content: bytes) -> Any:
+    """JSON from CouchDB: orjson, or the standard library for what orjson refuses (escaped
+    unpaired surrogates, numbers beyond a double)."""
+    try:
+        return orjson.loads(content)
+    except ValueError:
+        return json.loads(content)
+
+
 def decode(response: httpx.Response) -> Any:
     """The JSON body of a success; the typed CouchError of a failure."""
     try:
-        payload = response.json() if response.content else {}
+        payload = loads(response.content) if response.content else {}
     except ValueError:
         payload = {"error": "bad_response", "reason": response.text[:200]}
     if response.status_code < 400:

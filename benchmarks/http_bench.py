@@ -1,0 +1,571 @@
+"""HTTP benchmarks: the app under gunicorn as in production, driven by wrk, beside raw CouchDB.
+
+For each server (`--server pouchdb|couchdb3`) and each size (`--sizes`, notes in one account):
+one local node is started, `notebook-server` runs in production (FLASK_ENV unset, encryption at
+rest on, 2 gunicorn workers x 4 threads), the notes are generated (titles, 0.5-20 KB Markdown,
+tags) and loaded through `importNotes` over HTTP, every view is built, and then each scenario
+runs under wrk at the same concurrency as the raw CouchDB request it is compared with, the two
+alternating (`--rounds`). The peak memory of each gunicorn worker is read from /proc.
+
+`--replication` measures instead the lag between three local nodes under a steady write rate:
+writes go through the app (which sets up the replication mesh itself), and three watchers follow
+the nodes' changes feeds; the lag of a write is the time from its acknowledgement until the last
+node has it.
+
+Results go to a JSON file (`--json`) and to the tables of docs/benchmarks.md (`--out`).
+`make bench-quick` runs a small version in under two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "src")]
+
+import httpx  # noqa: E402
+
+from devtools.couchdb3 import NodesScript  # noqa: E402
+from devtools.local_server import LocalCluster, ensure_pouchdb_server, free_port  # noqa: E402
+from notebook.database.couch import CouchDBClient  # noqa: E402
+from notebook.database.design_docs import build_view, database_names, open_databases, schema_views  # noqa: E402
+from notebook.utils.key_store import create_key_files  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SERVERS = {"pouchdb": "pouchdb-server 4.2.0", "couchdb3": "Apache CouchDB 3.4.3"}
+ADMIN, ADMIN_PASSWORD = "bench", "bench-" + uuid.uuid4().hex[:12]
+PREFIX = "hb_"
+CONNECTIONS = 16
+WORKERS, THREADS = 2, 4
+VIEW_WAIT_SECONDS = 6 * 3600
+
+# generated text: a vocabulary of common words, a rare word in a fixed number of notes, tags
+COMMON = "alpha", "river", "garden", "window", "market", "signal", "planet", "coffee"
+FILLER = (
+    "the and of to in is that for it as with was on be at by this had not are but from or have "
+    "an they which one you were her all she there would their we him been has when who will more "
+    "no if out so said what up its about into than them can only other new some could time these "
+    "two may then do first any my now such like our over man me even most made after also did "
+    "many before must through back years where much your way well down should because each just "
+    "those people how too little state good very make world still own see men work long get here"
+).split()
+RARE_WORD, RARE_NOTES = "zephyrine", 5
+TAGS = [f"tag{i:02d}" for i in range(40)]
+NOTE_FIELDS = "id title content tags updatedAt"
+
+IMPORT = """mutation($nb: ID!, $notes: [CreateNoteInput!]!) {
+  importNotes(notebookId: $nb, notes: $notes) { imported } }"""
+REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }"
+NOTE = "query($id: ID!) { note(id: $id) { " + NOTE_FIELDS + " } }"
+PAGE = "{ notes(first: 20) { edges { node { id title tags updatedAt } } } }"
+TAG = '{ notes(first: 20, tag: "tag07") { edges { node { id title } } } }'
+SEARCH = '{ notes(first: 20, search: "%s") { edges { node { id title } } } }'
+CREATE = 'mutation($t: String!) { createNote(input: {title: $t, content: "lag probe"}) { id } }'
+
+
+def markdown(rng: random.Random, index: int, size: int) -> str:
+    """About `size` bytes of Markdown: headings, paragraphs, a list; common words at their rates."""
+    words: list[str] = []
+    length = 0
+    while length < size:
+        word = rng.choice(FILLER)
+        if rng.random() < 0.01:
+            word = rng.choice(COMMON[:4]) if rng.random() < 0.5 else rng.choice(COMMON)
+        words.append(word)
+        length += len(word) + 1
+    if index % max(1, NOTES_PER_RARE) == 0:
+        words.insert(len(words) // 2, RARE_WORD)
+    lines = [f"# Note {index}"]
+    for start in range(0, len(words), 60):
+        chunk = words[start : start + 60]
+        lines += ["", ("- " if start % 240 == 120 else "") + " ".join(chunk)]
+    return "\n".join(lines)
+
+
+NOTES_PER_RARE = 1  # set per size so that RARE_NOTES notes hold the rare word
+
+
+def note_input(rng: random.Random, index: int) -> dict[str, Any]:
+    size = int(min(20_000, max(500, rng.lognormvariate(8.0, 0.8))))  # median ~3 KB
+    return {
+        "title": f"{rng.choice(FILLER).title()} {rng.choice(COMMON)} {index}",
+        "content": markdown(rng, index, size),
+        "tags": rng.sample(TAGS, rng.randint(0, 3)),
+    }
+
+
+# -- processes --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def nodes(server: str, directory: Path, count: int) -> Iterator[tuple[list[str], str, str]]:
+    """`count` nodes of `server` with a server admin: their URLs, the admin and its password."""
+    if server == "pouchdb":
+        ensure_pouchdb_server()
+        with LocalCluster(directory, nodes=count) as cluster:
+            for node in cluster.nodes:
+                status, body = node.request("PUT", f"_config/admins/{ADMIN}", ADMIN_PASSWORD)
+                assert status == 200, body
+            yield list(cluster.urls), ADMIN, ADMIN_PASSWORD
+        return
+    script = NodesScript(directory)
+    state = script.start(count=count)
+    try:
+        yield [node["url"] for node in state["nodes"]], state["user"], state["password"]
+    finally:
+        script.stop()
+
+
+class App:
+    """`notebook-server` in production (gunicorn), stopped by its PID."""
+
+    def __init__(self, urls: list[str], user: str, password: str, workdir: Path, **extra: str) -> None:
+        keys = workdir / "keys"
+        if not (keys / "encryption.key").exists():
+            keys.mkdir(mode=0o700, exist_ok=True)
+            create_key_files(keys / "encryption.key", keys / "key_store.json")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "COUCHDB_", "READ_CACHE"))}
+        env.update(
+            NOTEBOOK_ENV_FILE="",
+            FLASK_HOST="127.0.0.1",
+            SECRET_KEY="bench-" + uuid.uuid4().hex + uuid.uuid4().hex,
+            COUCHDB_URL=urls[0],
+            REPLICATION_NODES=",".join(urls[1:]),
+            COUCHDB_USER=user,
+            COUCHDB_PASSWORD=password,
+            COUCHDB_DB_PREFIX=PREFIX,
+            ENCRYPTION_KEY_PATH=str(keys / "encryption.key"),
+            KEY_STORE_PATH=str(keys / "key_store.json"),
+            COUCHDB_TIMEOUT_SECONDS="120",
+            LOG_LEVEL="WARNING",
+            **extra,
+        )
+        self.log = workdir / f"app-{self.port}.log"
+        command = [str(BIN / "notebook-server"), "--port", str(self.port), "--workers", str(WORKERS)]
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=out)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the app exited: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError("the app never became ready")
+
+    def workers(self) -> list[int]:
+        """PIDs of the gunicorn workers (children of the master)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == self.process.pid:
+                        found.append(int(entry.name))
+        return found
+
+    def peak_worker_mib(self) -> float:
+        """The highest peak resident memory (VmHWM) among the workers, MiB."""
+        peaks = []
+        for pid in self.workers():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks, default=0.0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def gql(
+    client: httpx.Client,
+    url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+    timeout: float = 120,
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.post(
+        url + "/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers=headers,
+        timeout=timeout,
+    )
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(f"{query[:60]}: {body['errors'][0]}")
+    return body["data"]
+
+
+# -- wrk ----------------------------------------------------------------------------------------
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRK {"requests":%d,"duration_us":%d,"status_errors":%d,"socket_errors":%d,' ..
+    '"p50":%d,"p95":%d,"p99":%d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def wrk_script(
+    directory: Path, name: str, method: str, paths: list[str], bodies: list[str], headers: dict[str, str]
+) -> Path:
+    """A wrk script that cycles through `paths` (and `bodies`), each thread from its own offset."""
+    lines = [f"local paths = {{{', '.join(lua_string(p) for p in paths)}}}"]
+    lines.append(f"local bodies = {{{', '.join(lua_string(b) for b in bodies)}}}")
+    lines.append("local i = math.random(#paths)")
+    for key, value in headers.items():
+        lines.append(f"wrk.headers[{lua_string(key)}] = {lua_string(value)}")
+    body = "bodies[i]" if bodies else "nil"
+    lines.append(
+        "request = function()\n  i = i % #paths + 1\n"
+        f"  return wrk.format({lua_string(method)}, paths[i], nil, {body})\nend"
+    )
+    path = directory / f"{name}.lua"
+    path.write_text("\n".join(lines) + WRK_REPORT)
+    return path
+
+
+def run_wrk(url: str, script: Path, seconds: float) -> dict[str, float]:
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120).stdout
+    line = next(line for line in output.splitlines() if line.startswith("WRK "))
+    raw = json.loads(line[4:])
+    seconds_run = raw["duration_us"] / 1e6
+    return {
+        "rps": raw["requests"] / seconds_run,
+        "p50_ms": raw["p50"] / 1000,
+        "p95_ms": raw["p95"] / 1000,
+        "p99_ms": raw["p99"] / 1000,
+        "errors": raw["status_errors"] + raw["socket_errors"],
+        "requests": raw["requests"],
+    }
+
+
+def mean_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
+
+
+# -- one size -----------------------------------------------------------------------------------
+def load_notes(app: App, token: str, notebook_id: str, count: int, rng: random.Random) -> dict[str, Any]:
+    """`count` generated notes through importNotes, BATCH per request from 2 client threads."""
+    global NOTES_PER_RARE
+    NOTES_PER_RARE = max(1, count // RARE_NOTES)
+    batches = [[note_input(rng, i) for i in range(s, min(count, s + BATCH))] for s in range(0, count, BATCH)]
+    payload = sum(len(n["content"]) for batch in batches for n in batch)
+    lock = threading.Lock()
+
+    def send(queue: list[list[dict[str, Any]]]) -> None:
+        with httpx.Client() as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    batch = queue.pop()
+                gql(client, app.url, IMPORT, {"nb": notebook_id, "notes": batch}, token, timeout=600)
+
+    queue = list(batches)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=send, args=(queue,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    return {"notes_per_second": count / seconds, "seconds": seconds, "content_mib": payload / 2**20}
+
+
+BATCH = 500
+
+
+def build_views(urls: list[str], user: str, password: str) -> float:
+    """Query every view until it answers: the bulk load is indexed. Seconds it took."""
+    client = CouchDBClient(urls[:1], user=user, password=password, timeout=120)
+    started = time.perf_counter()
+    try:
+        for db, design, view in schema_views(open_databases(client, PREFIX)):
+            build_view(db, design, view, timeout=VIEW_WAIT_SECONDS)
+    finally:
+        client.close()
+    return time.perf_counter() - started
+
+
+def bench_size(server: str, size: int, rounds: int, seconds: float, work: Path) -> dict[str, Any]:
+    rng = random.Random(size)
+    result: dict[str, Any] = {"size": size}
+    with nodes(server, work / f"nodes-{size}", 1) as (urls, user, password):
+        app = App(urls, user, password, work)
+        try:
+            with httpx.Client() as client:
+                token = gql(
+                    client, app.url, REGISTER, {"e": f"bench{size}@example.com", "p": "bench-password-1"}
+                )["register"]["accessToken"]
+                notebook_id = gql(client, app.url, "{ notebooks { id } }", token=token)["notebooks"][0]["id"]
+            result["import"] = load_notes(app, token, notebook_id, size, rng)
+            result["view_build_seconds"] = build_views(urls, user, password)
+            result["scenarios"], result["raw_with_credentials"] = scenarios(
+                app, urls[0], user, password, token, rounds, seconds, work
+            )
+            result["peak_worker_mib"] = app.peak_worker_mib()
+        finally:
+            app.stop()
+    return result
+
+
+def scenarios(
+    app: App, node: str, user: str, password: str, token: str, rounds: int, seconds: float, work: Path
+) -> tuple[dict[str, Any], bool]:
+    notes_db = database_names(PREFIX)["notes"]
+    with httpx.Client() as client:
+        page = gql(client, app.url, "{ notes(first: 100) { edges { node { id } } } }", token=token)
+        ids = [edge["node"]["id"] for edge in page["notes"]["edges"]]
+        # every scenario answers, and with data, before anything is timed (indexes warm)
+        checks = {
+            "rare": SEARCH % RARE_WORD,
+            "common": SEARCH % COMMON[0],
+            "two common": SEARCH % f"{COMMON[0]} {COMMON[1]}",
+            "tag": TAG,
+            "page": PAGE,
+        }
+        for name, query in checks.items():
+            found = gql(client, app.url, query, token=token)["notes"]["edges"]
+            assert found, f"{name}: no notes found"
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # the cheapest raw read the node allows: without credentials where the database is open
+    # (pouchdb-server), with the app's own credentials otherwise (CouchDB 3: admin only)
+    raw_auth = {}
+    if httpx.get(f"{node}{notes_db}/{ids[0]}", timeout=10).status_code != 200:
+        raw_auth = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    def graphql_script(name: str, bodies: list[str]) -> Path:
+        return wrk_script(work, name, "POST", ["/graphql"] * len(bodies), bodies, auth)
+
+    def body(query: str, variables: dict[str, Any] | None = None) -> str:
+        return json.dumps({"query": query, "variables": variables or {}})
+
+    plan: dict[str, tuple[Path, Path | None]] = {
+        "note(id)": (
+            graphql_script("note", [body(NOTE, {"id": i}) for i in ids]),
+            wrk_script(work, "raw-get", "GET", [f"/{notes_db}/{i}" for i in ids], [], raw_auth),
+        ),
+        "page of 20 notes": (
+            graphql_script("page", [body(PAGE)]),
+            wrk_script(
+                work,
+                "raw-page",
+                "GET",
+                [
+                    f"/{notes_db}/_design/notebook/_view/notes_by_updated?reduce=false&include_docs=true&limit=20&descending=true"
+                ],
+                [],
+                raw_auth,
+            ),
+        ),
+        "filter by tag": (graphql_script("tag", [body(TAG)]), None),
+        "search one rare word": (graphql_script("rare", [body(SEARCH % RARE_WORD)]), None),
+        "search one common word": (graphql_script("common", [body(SEARCH % COMMON[0])]), None),
+        "search two common words": (graphql_script("two", [body(SEARCH % f"{COMMON[0]} {COMMON[1]}")]), None),
+    }
+    measured: dict[str, Any] = {}
+    for name, (app_script, raw_script) in plan.items():
+        app_runs, raw_runs = [], []
+        for _ in range(rounds):
+            if raw_script is not None:
+                raw_runs.append(run_wrk(node.rstrip("/"), raw_script, seconds))
+            app_runs.append(run_wrk(app.url, app_script, seconds))
+        measured[name] = {"app": mean_of(app_runs), "raw": mean_of(raw_runs) if raw_runs else None}
+        print(f"  {name}: {measured[name]}", flush=True)
+    return measured, bool(raw_auth)
+
+
+# -- replication lag ----------------------------------------------------------------------------
+def bench_replication(server: str, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+    """Writes at `rate` per second through the app over three nodes; each write's lag is the
+    time from its acknowledgement until the last node's changes feed shows it."""
+    with nodes(server, work / "nodes-lag", 3) as (urls, user, password):
+        app = App(
+            urls, user, password, work, REPLICATION_RETRY_SECONDS="2", REPLICATION_START_JITTER_SECONDS="0.5"
+        )
+        try:
+            return _lag(app, urls, user, password, rate, seconds)
+        finally:
+            app.stop()
+
+
+def _lag(app: App, urls: list[str], user: str, password: str, rate: float, seconds: float) -> dict[str, Any]:
+    notes_db = database_names(PREFIX)["notes"]
+    seen: dict[str, dict[str, float]] = {url: {} for url in urls}
+    stop = threading.Event()
+
+    def watch(url: str) -> None:
+        with httpx.Client(auth=(user, password)) as client:
+            since = client.get(f"{url}{notes_db}/_changes", params={"since": "now"}, timeout=30).json()[
+                "last_seq"
+            ]
+            while not stop.is_set():
+                params = {"feed": "longpoll", "since": since, "timeout": 1000}
+                with contextlib.suppress(httpx.TimeoutException):
+                    page = client.get(f"{url}{notes_db}/_changes", params=params, timeout=5).json()
+                    now = time.monotonic()
+                    for change in page["results"]:
+                        seen[url].setdefault(change["id"], now)
+                    since = page["last_seq"]
+
+    with httpx.Client() as client:
+        token = gql(client, app.url, REGISTER, {"e": "lag@example.com", "p": "bench-password-1"})["register"][
+            "accessToken"
+        ]
+        watchers = [threading.Thread(target=watch, args=(url,), daemon=True) for url in urls]
+        for watcher in watchers:
+            watcher.start()
+        # the mesh is set up by the app's supervisor: wait until a probe reaches every node
+        probe = gql(client, app.url, CREATE, {"t": "probe"}, token)["createNote"]["id"]
+        deadline = time.monotonic() + 120
+        while not all(probe in seen[url] for url in urls):
+            if time.monotonic() > deadline:
+                raise RuntimeError("replication never reached every node")
+            time.sleep(0.2)
+        acked: dict[str, float] = {}
+        interval = 1 / rate
+        start = time.monotonic()
+        for n in range(int(rate * seconds)):
+            time.sleep(max(0.0, start + n * interval - time.monotonic()))
+            note_id = gql(client, app.url, CREATE, {"t": f"lag {n}"}, token)["createNote"]["id"]
+            acked[note_id] = time.monotonic()
+        time.sleep(3)
+        stop.set()
+    lags = []
+    missing = 0
+    for note_id, at in acked.items():
+        arrivals = [seen[url].get(note_id) for url in urls]
+        if None in arrivals:
+            missing += 1
+            continue
+        lags.append(max(0.0, max(a for a in arrivals if a is not None) - at))
+    lags.sort()
+    return {
+        "writes": len(acked),
+        "missing_after_3s": missing,
+        "rate": rate,
+        "p50_ms": 1000 * lags[len(lags) // 2] if lags else None,
+        "p99_ms": 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+        "max_ms": 1000 * lags[-1] if lags else None,
+    }
+
+
+# -- report -------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory),
+        "python": sys.version.split()[0],
+        "load_at_start": os.getloadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--server", choices=[*SERVERS], default="pouchdb")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating raw/app runs per scenario")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--replication", action="store_true", help="the replication-lag part instead")
+    parser.add_argument("--lag-seconds", type=float, default=30)
+    parser.add_argument("--json", default=str(PROJECT_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print(
+            "http_bench: wrk is not installed; `make bench-tools` installs it (Debian: apt-get install wrk)"
+        )
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="notebook-http-bench-"))
+    report: dict[str, Any] = {
+        "server": args.server,
+        "server_version": SERVERS[args.server],
+        "machine": machine(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "connections": CONNECTIONS,
+        "gunicorn": f"{WORKERS} workers x {THREADS} threads",
+    }
+    try:
+        if args.replication:
+            report["replication"] = bench_replication(args.server, 20.0, args.lag_seconds, work)
+            print(report["replication"], flush=True)
+            kind = "replication"
+        else:
+            report["sizes"] = []
+            for size in [int(s) for s in args.sizes.split(",")]:
+                print(f"{args.server}: {size} notes", flush=True)
+                report["sizes"].append(bench_size(args.server, size, args.rounds, args.seconds, work))
+            kind = "scenarios"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out_dir = Path(args.json)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{args.server}-{kind}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+    from benchmarks.report import write_tables
+
+    write_tables(out_dir, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

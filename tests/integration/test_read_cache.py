@@ -1,0 +1,177 @@
+"""The read cache (database/couch/read_cache.py) on a real node: repeated reads cost no request,
+and a write made anywhere is seen within the follower's next polls, never hidden longer."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import Config
+from devtools.local_server import free_port
+from tests.conftest import GraphQL, drop_databases
+from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment
+from tests.support.servers import NodeSet
+
+NOTE = "query($id: ID!) { note(id: $id) { id title version } }"
+CREATE = 'mutation { createNote(input: {title: "first", content: "cached words"}) { id version } }'
+REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }"
+RENAME = """mutation($id: ID!, $v: String!, $t: String!) {
+  updateNote(id: $id, version: $v, input: {title: $t}) { version } }"""
+# a poll of the follower, then the next one, is the longest a write elsewhere may stay hidden
+POLLS_ALLOWED = 2
+
+
+@pytest.fixture
+def cached_apps(config: Config) -> Iterator[list[Any]]:
+    """Two app instances with the read cache on, on the same databases, as two server processes
+    would be; each has its own client, cache and follower."""
+    from notebook.api.app import create_app
+
+    cached = dataclasses.replace(config, read_cache_enabled=True, read_cache_poll_seconds=0.05)
+    apps = [create_app(cached), create_app(cached)]
+    for app in apps:
+        follower = app.extensions["notebook"].cache_follower
+        assert _wait(lambda f=follower: f.cache.live, 30), "the read cache never went live"
+    yield apps
+    for app in apps:
+        app.extensions["notebook"].stopping.set()
+    drop_databases(apps[0].extensions["notebook"])
+    for app in apps:
+        app.extensions["notebook"].close()
+
+
+def _wait(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _requests(app: Any) -> int:
+    return app.extensions["notebook"].couch.requests.total
+
+
+def _polls(app: Any) -> int:
+    return app.extensions["notebook"].cache_follower.polls
+
+
+def test_a_repeated_read_costs_no_database_request(cached_apps: list[Any]) -> None:
+    a = GraphQL(cached_apps[0].test_client())
+    token = a.register()["token"]
+    note = a.data(CREATE, token=token)["createNote"]
+    a.data(NOTE, {"id": note["id"]}, token)  # the user, the note and its notebook are now cached
+    before = _requests(cached_apps[0])
+    for _ in range(5):
+        assert a.data(NOTE, {"id": note["id"]}, token)["note"]["title"] == "first"
+    assert _requests(cached_apps[0]) == before
+    stats = cached_apps[0].extensions["notebook"].couch.read_cache.stats
+    assert stats["hits"] >= 15
+
+
+def test_a_write_through_another_instance_is_seen_within_two_polls(cached_apps: list[Any]) -> None:
+    a, b = (GraphQL(app.test_client()) for app in cached_apps)
+    token = a.register()["token"]
+    note = a.data(CREATE, token=token)["createNote"]
+    for _ in range(2):
+        assert a.data(NOTE, {"id": note["id"]}, token)["note"]["title"] == "first"  # cached in a
+        assert b.data(NOTE, {"id": note["id"]}, token)["note"]["title"] == "first"  # and in b
+    b.data(RENAME, {"id": note["id"], "v": note["version"], "t": "second"}, token)
+    polls_at_write = _polls(cached_apps[0])
+    assert _wait(lambda: a.data(NOTE, {"id": note["id"]}, token)["note"]["title"] == "second", 10)
+    assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
+
+
+def test_a_write_of_the_instance_itself_is_never_hidden(cached_apps: list[Any]) -> None:
+    a = GraphQL(cached_apps[0].test_client())
+    token = a.register()["token"]
+    note = a.data(CREATE, token=token)["createNote"]
+    version = note["version"]
+    for title in ("second", "third", "fourth"):
+        assert a.data(NOTE, {"id": note["id"]}, token)["note"]["version"] == version
+        version = a.data(RENAME, {"id": note["id"], "v": version, "t": title}, token)["updateNote"]["version"]
+        # at once, before any poll could have told it: the write evicted the cached copy
+        expected = {"id": note["id"], "title": title, "version": version}
+        assert a.data(NOTE, {"id": note["id"]}, token)["note"] == expected
+
+
+def test_a_document_deleted_in_the_database_disappears_within_two_polls(
+    cached_apps: list[Any], couch_node: NodeSet
+) -> None:
+    a = GraphQL(cached_apps[0].test_client())
+    token = a.register()["token"]
+    note = a.data(CREATE, token=token)["createNote"]
+    a.data(NOTE, {"id": note["id"]}, token)
+    services = cached_apps[0].extensions["notebook"]
+    notes_db = services.databases.notes
+    raw = notes_db.get(note["id"])  # through the cache: the same body the app holds
+    # deleted behind the app's back, by another program writing to CouchDB
+    auth = (couch_node.user, couch_node.password) if couch_node.user else None
+    with httpx.Client(auth=auth) as raw_client:
+        url = f"{couch_node.urls[0]}{notes_db.name}/{note['id']}"
+        assert raw_client.delete(url, params={"rev": raw["_rev"]}).status_code == 200
+    polls_at_write = _polls(cached_apps[0])
+
+    def gone() -> bool:
+        errors = a(NOTE, {"id": note["id"]}, token).get("errors") or [{}]
+        return errors[0].get("extensions", {}).get("code") == "NOT_FOUND"
+
+    assert _wait(gone, 10)
+    assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
+
+
+def test_gunicorn_workers_show_a_write_once_their_followers_polled(
+    config: Config, couch_node: NodeSet, tmp_path: Any
+) -> None:
+    """Two gunicorn workers, each with its own cache: after a write, and a second for their
+    followers to poll (20 polls at 0.05 s), no read from either worker shows the old title."""
+    port = free_port()
+    env = clean_environment(
+        FLASK_ENV="testing",
+        READ_CACHE_ENABLED="true",
+        READ_CACHE_POLL_SECONDS="0.05",
+        COUCHDB_URL=config.couchdb_url,
+        COUCHDB_DB_PREFIX=config.db_prefix,
+        **couch_node.environment(),
+    )
+    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
+    server = ServerProcess(command, env, PROJECT_ROOT, tmp_path, port)
+    try:
+        server.wait_healthy()
+
+        # the server process signs its own tokens: everything goes through it
+        def there(query: str, variables: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            with httpx.Client() as fresh:  # a new connection: either worker may answer
+                return fresh.post(
+                    f"{server.url}/graphql",
+                    json={"query": query, "variables": variables},
+                    headers=headers,
+                    timeout=30,
+                ).json()
+
+        registered = there(REGISTER, {"e": "cache@example.com", "p": "correct horse battery"})
+        token = registered["data"]["register"]["accessToken"]
+        note = there(CREATE, {}, token)["data"]["createNote"]
+
+        def title_there() -> str:
+            body = there(NOTE, {"id": note["id"]}, token)
+            if body.get("errors"):
+                return str(body["errors"][0].get("extensions", {}).get("code"))
+            found = (body.get("data") or {}).get("note")
+            return str(found["title"]) if found else repr(body)[:300]
+
+        assert _wait(lambda: title_there() == "first", 30), title_there()
+        assert [title_there() for _ in range(20)] == ["first"] * 20  # both workers hold it now
+        renamed = there(RENAME, {"id": note["id"], "v": note["version"], "t": "second"}, token)
+        assert renamed["data"]["updateNote"]["version"] != note["version"]  # one worker wrote it
+        time.sleep(1.0)
+        assert [title_there() for _ in range(20)] == ["second"] * 20
+    finally:
+        server.stop()
