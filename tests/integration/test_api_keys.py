@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 
 from config.settings import Config
-from devtools.local_server import free_port
 from notebook.api.app import create_app
 from tests.conftest import GraphQL, drop_databases
-from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment
+from tests.support.api_server import gunicorn_beside
 from tests.support.servers import NodeSet
 
 CREATE = """mutation($n: String!, $s: ApiKeyScope!, $d: Int) {
@@ -180,15 +179,7 @@ def test_a_revocation_is_refused_at_once_by_another_server_process(
 ) -> None:
     """Another OS process (gunicorn, as in production) on the same databases: it takes the key,
     and refuses it at its next request after the revocation here."""
-    port = free_port()
-    env = clean_environment(
-        FLASK_ENV="testing",
-        COUCHDB_URL=config.couchdb_url,
-        COUCHDB_DB_PREFIX=config.db_prefix,
-        **couch_node.environment(),
-    )
-    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
-    server = ServerProcess(command, env, PROJECT_ROOT, tmp_path, port)
+    server = gunicorn_beside(config, couch_node.environment(), tmp_path)
     try:
         server.wait_healthy()
         user = gql.register()

@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from config.settings import Config
-from devtools.local_server import free_port
 from tests.conftest import GraphQL, drop_databases
-from tests.support.api_server import BIN, PROJECT_ROOT, ServerProcess, clean_environment
+from tests.support.api_server import gunicorn_beside
 from tests.support.servers import NodeSet
 
 NOTE = "query($id: ID!) { note(id: $id) { id title version } }"
@@ -66,6 +65,9 @@ def test_a_repeated_read_costs_no_database_request(cached_apps: list[Any]) -> No
     a = GraphQL(cached_apps[0].test_client())
     token = a.register()["token"]
     note = a.data(CREATE, token=token)["createNote"]
+    a.data(NOTE, {"id": note["id"]}, token)
+    polls = _polls(cached_apps[0])  # the feed's echo of our own writes evicts once more
+    assert _wait(lambda: _polls(cached_apps[0]) >= polls + 2, 10)
     a.data(NOTE, {"id": note["id"]}, token)  # the user, the note and its notebook are now cached
     before = _requests(cached_apps[0])
     for _ in range(5):
@@ -131,17 +133,9 @@ def test_gunicorn_workers_show_a_write_once_their_followers_polled(
 ) -> None:
     """Two gunicorn workers, each with its own cache: after a write, and a second for their
     followers to poll (20 polls at 0.05 s), no read from either worker shows the old title."""
-    port = free_port()
-    env = clean_environment(
-        FLASK_ENV="testing",
-        READ_CACHE_ENABLED="true",
-        READ_CACHE_POLL_SECONDS="0.05",
-        COUCHDB_URL=config.couchdb_url,
-        COUCHDB_DB_PREFIX=config.db_prefix,
-        **couch_node.environment(),
+    server = gunicorn_beside(
+        config, couch_node.environment(), tmp_path, READ_CACHE_ENABLED="true", READ_CACHE_POLL_SECONDS="0.05"
     )
-    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
-    server = ServerProcess(command, env, PROJECT_ROOT, tmp_path, port)
     try:
         server.wait_healthy()
 

@@ -65,6 +65,25 @@ def clean_environment(**settings: str) -> dict[str, str]:
     return env
 
 
+def gunicorn_beside(
+    config: Any, node_environment: dict[str, str], logdir: Path, **settings: str
+) -> ServerProcess:
+    """gunicorn with 2 workers, testing settings, on the databases of `config` (a test's own
+    prefix): another OS process next to the test's app, as a second server would be."""
+    from devtools.local_server import free_port
+
+    port = free_port()
+    env = clean_environment(
+        FLASK_ENV="testing",
+        COUCHDB_URL=config.couchdb_url,
+        COUCHDB_DB_PREFIX=config.db_prefix,
+        **node_environment,
+        **settings,
+    )
+    command = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "notebook.api.app:create_app()"]
+    return ServerProcess(command, env, PROJECT_ROOT, logdir, port)
+
+
 def readme_gunicorn_command(port: int, workers: int = 2) -> list[str]:
     """The README's gunicorn line, bound to 127.0.0.1:`port` with `workers` workers."""
     lines = [

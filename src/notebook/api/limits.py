@@ -311,8 +311,11 @@ def check_limits(
 QueryValidator = Callable[..., list[GraphQLError]]
 
 
-def bounded_validator(limits: QueryLimits, variables: Mapping[str, Any] | None) -> QueryValidator:
-    """A validator for Ariadne: the bounds first, graphql-core's rules only for a bounded document."""
+def bounded_validator(
+    limits: QueryLimits, variables: Mapping[str, Any] | None, rules_check: QueryValidator = validate
+) -> QueryValidator:
+    """A validator for Ariadne: the bounds first, graphql-core's rules (`rules_check`, graphql-core's
+    `validate` or QueryCache's remembering one) only for a bounded document."""
 
     def validate_bounded(
         schema: GraphQLSchema,
@@ -324,7 +327,7 @@ def bounded_validator(limits: QueryLimits, variables: Mapping[str, Any] | None) 
         errors = check_limits(schema, document, limits, variables)
         if errors:
             return errors
-        return validate(schema, document, rules, max_errors=max_errors, type_info=type_info)
+        return rules_check(schema, document, rules, max_errors=max_errors, type_info=type_info)
 
     return validate_bounded
 
@@ -362,26 +365,23 @@ class QueryCache:
 
     def validator(self, variables: Mapping[str, Any] | None) -> QueryValidator:
         """As `bounded_validator`, remembering graphql-core's success for a cached document."""
+        return bounded_validator(self.limits, variables, self._check_rules)
 
-        def validate_cached(
-            schema: GraphQLSchema,
-            document: DocumentNode,
-            rules: Collection[type[ASTValidationRule]] | None = None,
-            max_errors: int | None = None,
-            type_info: TypeInfo | None = None,
-        ) -> list[GraphQLError]:
-            errors = check_limits(schema, document, self.limits, variables)
-            if errors:
-                return errors
-            key = (id(document), tuple(rules or ()))
+    def _check_rules(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: Collection[type[ASTValidationRule]] | None = None,
+        max_errors: int | None = None,
+        type_info: TypeInfo | None = None,
+    ) -> list[GraphQLError]:
+        key = (id(document), tuple(rules or ()))
+        with self._lock:
+            if self._valid.get(key) is document:
+                return []
+        errors = validate(schema, document, rules, max_errors=max_errors, type_info=type_info)
+        if not errors:
             with self._lock:
-                if self._valid.get(key) is document:
-                    return []
-            errors = validate(schema, document, rules, max_errors=max_errors, type_info=type_info)
-            if not errors:
-                with self._lock:
-                    if any(cached is document for cached in self._documents.values()):
-                        self._valid[key] = document
-            return errors
-
-        return validate_cached
+                if any(cached is document for cached in self._documents.values()):
+                    self._valid[key] = document
+        return errors
