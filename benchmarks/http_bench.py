@@ -121,7 +121,14 @@ def nodes(server: str, directory: Path, count: int) -> Iterator[tuple[list[str],
             for node in cluster.nodes:
                 status, body = node.request("PUT", f"_config/admins/{ADMIN}", ADMIN_PASSWORD)
                 assert status == 200, body
-            yield list(cluster.urls), ADMIN, ADMIN_PASSWORD
+            stop = threading.Event()
+            keeper = threading.Thread(target=keep_running, args=(cluster, stop), daemon=True)
+            keeper.start()
+            try:
+                yield list(cluster.urls), ADMIN, ADMIN_PASSWORD
+            finally:
+                stop.set()
+                keeper.join(timeout=60)
         return
     script = NodesScript(directory)
     state = script.start(count=count)
@@ -129,6 +136,18 @@ def nodes(server: str, directory: Path, count: int) -> Iterator[tuple[list[str],
         yield [node["url"] for node in state["nodes"]], state["user"], state["password"]
     finally:
         script.stop()
+
+
+def keep_running(cluster: LocalCluster, stop: threading.Event) -> None:
+    """Restart a pouchdb-server node that exited, as its service manager would in production: it
+    exits when a running replication job is deleted (server_differences D12), which the app's
+    supervisor does to restart a job in CouchDB's crash backoff."""
+    while not stop.wait(0.5):
+        for node in cluster.nodes:
+            if not node.is_running and not stop.is_set():
+                with contextlib.suppress(Exception):
+                    node.restart()
+                    print(f"  (restarted {node.url} after it exited)", flush=True)
 
 
 class App:
@@ -289,6 +308,49 @@ def mean_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
 
 
+# -- where the time goes ------------------------------------------------------------------------
+PROFILE_DIR: Path | None = None  # --profile: py-spy samples the workers during one extra wrk run
+
+
+def profile(app: App, script: Path, seconds: float, out: Path) -> str:
+    """Sample every gunicorn worker with py-spy while wrk runs `script`; a summary of the busiest
+    functions (inclusive and own share of the samples), the raw stacks in `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(app.process.pid), "--subprocesses", "--format", "raw",
+         "--rate", "200", "--duration", str(max(1, round(seconds))), "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # py-spy attached
+    run_wrk(app.url, script, seconds)
+    spy.wait(timeout=seconds + 60)
+    return summarize_stacks(out.read_text() if out.exists() else "", script.stem)
+
+
+def summarize_stacks(collapsed: str, title: str, top: int = 18) -> str:
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].split(":")[0].strip("()")
+                  for frame in stack.split(";")[1:]]  # fmt: skip
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+    lines = [f"profile {title}: {total} samples"]
+    for label, table in (("inclusive", inclusive), ("own", own)):
+        lines.append(f"  {label}:")
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {100 * count / max(1, total):5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
 # -- one size -----------------------------------------------------------------------------------
 def load_notes(app: App, token: str, notebook_id: str, count: int, rng: random.Random) -> dict[str, Any]:
     """`count` generated notes through importNotes, BATCH per request from 2 client threads."""
@@ -411,6 +473,8 @@ def scenarios(
     }
     measured: dict[str, Any] = {}
     for name, (app_script, raw_script) in plan.items():
+        if PROFILE_DIR is not None:
+            print(profile(app, app_script, seconds, PROFILE_DIR / f"{app_script.stem}.txt"), flush=True)
         app_runs, raw_runs = [], []
         for _ in range(rounds):
             if raw_script is not None:
@@ -440,25 +504,34 @@ def _lag(app: App, urls: list[str], user: str, password: str, rate: float, secon
     seen: dict[str, dict[str, float]] = {url: {} for url in urls}
     stop = threading.Event()
 
-    def watch(url: str) -> None:
+    def watch(url: str, since: Any) -> None:
         with httpx.Client(auth=(user, password)) as client:
-            since = client.get(f"{url}{notes_db}/_changes", params={"since": "now"}, timeout=30).json()[
-                "last_seq"
-            ]
             while not stop.is_set():
                 params = {"feed": "longpoll", "since": since, "timeout": 1000}
-                with contextlib.suppress(httpx.TimeoutException):
+                try:
                     page = client.get(f"{url}{notes_db}/_changes", params=params, timeout=5).json()
-                    now = time.monotonic()
-                    for change in page["results"]:
-                        seen[url].setdefault(change["id"], now)
-                    since = page["last_seq"]
+                except (httpx.HTTPError, ValueError):  # the node restarting (D12): ask again
+                    stop.wait(0.1)
+                    continue
+                now = time.monotonic()
+                for change in page["results"]:
+                    seen[url].setdefault(change["id"], now)
+                since = page["last_seq"]
 
     with httpx.Client() as client:
         token = gql(client, app.url, REGISTER, {"e": "lag@example.com", "p": "bench-password-1"})["register"][
             "accessToken"
         ]
-        watchers = [threading.Thread(target=watch, args=(url,), daemon=True) for url in urls]
+        positions = [
+            httpx.get(
+                f"{url}{notes_db}/_changes", params={"since": "now"}, auth=(user, password), timeout=30
+            ).json()["last_seq"]
+            for url in urls
+        ]
+        watchers = [
+            threading.Thread(target=watch, args=(url, since), daemon=True)
+            for url, since in zip(urls, positions, strict=True)
+        ]
         for watcher in watchers:
             watcher.start()
         # the mesh is set up by the app's supervisor: wait until a probe reaches every node
@@ -528,7 +601,11 @@ def main() -> int:
     parser.add_argument("--lag-seconds", type=float, default=30)
     parser.add_argument("--json", default=str(PROJECT_ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--profile", help="also sample the workers with py-spy; stacks to this folder")
     args = parser.parse_args()
+    if args.profile:
+        global PROFILE_DIR
+        PROFILE_DIR = Path(args.profile)
     if shutil.which("wrk") is None:
         print(
             "http_bench: wrk is not installed; `make bench-tools` installs it (Debian: apt-get install wrk)"

@@ -90,6 +90,47 @@ def test_a_write_through_another_instance_is_seen_within_two_polls(cached_apps: 
     assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
 
 
+PAGE = "{ notes(first: 20) { edges { node { id title } } } }"
+
+
+def test_a_page_reads_only_the_index_and_shows_a_write_elsewhere_within_two_polls(
+    cached_apps: list[Any],
+) -> None:
+    """With the cache live a page asks the server for index rows alone (no `include_docs`),
+    and its documents come from the cache; a rename through another instance still shows."""
+    a, b = (GraphQL(app.test_client()) for app in cached_apps)
+    token = a.register()["token"]
+    notes = [a.data(CREATE, token=token)["createNote"] for _ in range(3)]
+    polls = _polls(cached_apps[0])
+    assert _wait(lambda: _polls(cached_apps[0]) >= polls + 2, 10)  # the echo of our writes
+    a.data(PAGE, token=token)  # the page's documents are now cached
+    client = cached_apps[0].extensions["notebook"].couch
+    original, sent = client.request, []
+
+    def recording(method: str, path: str, **kwargs: Any) -> Any:
+        sent.append((path, dict(kwargs.get("params") or {})))
+        return original(method, path, **kwargs)
+
+    client.request = recording
+    try:
+        titles = [edge["node"]["title"] for edge in a.data(PAGE, token=token)["notes"]["edges"]]
+    finally:
+        del client.request
+    assert titles == ["first"] * 3
+    views = [(path, params) for path, params in sent if "/_view/notes_by_updated" in path]
+    assert len(views) == 1 and not views[0][1].get("include_docs")
+    assert not [path for path, _ in sent if path.endswith("_all_docs")]  # no document fetched
+    b.data(RENAME, {"id": notes[1]["id"], "v": notes[1]["version"], "t": "second"}, token)
+    polls_at_write = _polls(cached_apps[0])
+
+    def renamed() -> bool:
+        edges = a.data(PAGE, token=token)["notes"]["edges"]
+        return sorted(edge["node"]["title"] for edge in edges) == ["first", "first", "second"]
+
+    assert _wait(renamed, 10)
+    assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
+
+
 def test_a_write_of_the_instance_itself_is_never_hidden(cached_apps: list[Any]) -> None:
     a = GraphQL(cached_apps[0].test_client())
     token = a.register()["token"]

@@ -44,6 +44,10 @@ class FakeNode:
         self.cluster_nodes = [f"couchdb@{name}"]  # `/_membership`: more than one in a cluster
         self.scheduler_status = 200  # 404 like pouchdb-server, 401/403 for a non-admin account
         self.scheduler_states: dict[str, str] = {}  # job id -> scheduler state
+        # pouchdb-server (D12): this many updates of a job document are refused as `forbidden`;
+        # each refused job is then in `refused_job_state` (as if another process restarted it)
+        self.refuse_job_updates = 0
+        self.refused_job_state: str | None = "running"
 
     # -- test helpers ---------------------------------------------------------------------------
     def fail_next(self, method: str, suffix: str, action: str) -> None:
@@ -184,6 +188,11 @@ class FakeNode:
 
     def _write(self, db: str, doc: dict[str, Any]) -> dict[str, Any]:
         doc_id = doc["_id"]
+        if db == "_replicator" and doc.get("_rev") and self.refuse_job_updates > 0:
+            self.refuse_job_updates -= 1
+            if self.refused_job_state is not None:
+                self.scheduler_states[doc_id] = self.refused_job_state
+            return {"id": doc_id, "error": "forbidden", "reason": "a running job"}
         current = self.dbs[db].get(doc_id)
         live = current is not None and not current.get("_deleted")
         if (live and doc.get("_rev") != current["_rev"]) or (

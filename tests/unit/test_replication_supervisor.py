@@ -277,3 +277,40 @@ def test_adding_a_node_before_any_app_ran_records_the_list_with_it() -> None:
     assert listed.version == 1 and list(listed.urls) == cluster.urls()
     assert all(parse_node_list(node.dbs[USERS].get(NODE_LIST_ID)) == listed for node in cluster.nodes[:1])
     assert len(mesh_jobs(cluster[2])) == 2 * len(DATABASES)  # its jobs towards both others
+
+
+def _a_failed_job(cluster: FakeCluster, manager: ReplicationManager) -> str:
+    """Set the mesh up, then mark one job on node 0 failed, so the next round rewrites it."""
+    manager.ensure_mesh()
+    job = mesh_jobs(cluster[0])[0]
+    cluster[0].scheduler_states = dict.fromkeys(mesh_jobs(cluster[0]), "running") | {job: "failed"}
+    manager.refusal_pause = 0.0
+    return job
+
+
+def test_a_job_refused_because_another_process_restarted_it_counts_as_written(cluster: FakeCluster) -> None:
+    """pouchdb-server refuses to update a running job (D12): when another app process restarted
+    the job a moment before, the refusal is read again and the running job is what we wanted."""
+    manager = _manager(cluster)
+    try:
+        job = _a_failed_job(cluster, manager)
+        cluster[0].refuse_job_updates = 1
+        manager.ensure_mesh()  # no ReplicationError
+    finally:
+        manager.close()
+    assert cluster[0].refuse_job_updates == 0  # the update was tried, and refused
+    assert cluster[0].scheduler_states[job] == "running"
+
+
+def test_a_job_refused_every_time_is_reported_with_the_hint(cluster: FakeCluster) -> None:
+    manager = _manager(cluster)
+    try:
+        job = _a_failed_job(cluster, manager)
+        cluster[0].refuse_job_updates = 10
+        cluster[0].refused_job_state = None  # still failed: nobody else restarted it
+        with pytest.raises(ReplicationError) as raised:
+            manager.ensure_mesh()
+    finally:
+        manager.close()
+    assert 10 - cluster[0].refuse_job_updates == 3  # tried three times, then reported
+    assert f"job {job}: forbidden" in str(raised.value) and "teardown, then setup" in str(raised.value)

@@ -49,6 +49,12 @@ class Database:
         return self._request("GET")
 
     # documents -----------------------------------------------------------------------------
+    def caches_reads(self) -> bool:
+        """Whether reads by id are served from the read cache now (read_cache.py): a caller may
+        then read a view's ids alone and its documents by id, instead of `include_docs`."""
+        cache = self.client.read_cache
+        return cache is not None and cache.covers(self.name)
+
     def get(self, doc_id: str, **params: Any) -> dict[str, Any]:
         cache = self.client.read_cache
         if cache is None or not cache.covers(self.name):

@@ -90,6 +90,9 @@ def _design_rows(client: CouchDBClient, db: str, include_docs: bool) -> list[dic
 class ReplicationManager:
     """Sets up, watches and takes down the replication mesh of the application's databases."""
 
+    #: seconds before the first re-read of jobs refused as running (D12); doubled the next time
+    refusal_pause = 0.5
+
     def __init__(
         self,
         node_urls: Sequence[str],
@@ -331,17 +334,35 @@ class ReplicationManager:
                 failures.append(f"{host.url} -> {target.url}: {exc}")
         return jobs
 
-    def _put_jobs(self, host: MeshNode, jobs: list[dict[str, Any]]) -> list[str]:
+    def _put_jobs(self, host: MeshNode, jobs: list[dict[str, Any]], tries: int = 3) -> list[str]:
         """Write the job documents that are missing, different or failed, and recreate those in
         CouchDB's crash backoff (ensure_mesh passes only jobs whose target answers); return
-        failures."""
+        failures.
+
+        A refused update (pouchdb-server, D12) usually means another app process wrote the same
+        job a moment before and it is running now: those jobs are read again, up to `tries`
+        times, and a running job with our fields counts as written."""
+        failures: list[str] = []
+        refused: dict[str, str] = {}
+        for attempt in range(tries):
+            if attempt:
+                time.sleep(self.refusal_pause * attempt)
+                jobs = [job for job in jobs if job["_id"] in refused]
+            other, refused = self._put_jobs_once(host, jobs)
+            failures.extend(other)
+            if not refused:
+                break
+        return failures + list(refused.values())
+
+    def _put_jobs_once(self, host: MeshNode, jobs: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+        """One pass of `_put_jobs`: the failures, and those of jobs refused as running by id."""
         try:
             ids = [job["_id"] for job in jobs]
             current = read_job_docs(host.client, ids)
             states = self._states.read(host.client, ids, current)
             in_documents = self._states.records_state_in_documents(host.client)
         except CouchError as exc:
-            return [f"{host.url}: {self._describe(exc)}"]
+            return [f"{host.url}: {self._describe(exc)}"], {}
         # a continuous job never completes by itself: "completed" means it was lost track of
         restart = {"failed", "completed"} if self.continuous else {"failed"}
         writes: list[dict[str, Any]] = []
@@ -362,7 +383,7 @@ class ReplicationManager:
                 job = {**job, "_rev": existing["_rev"]}
             writes.append(job)
         if not writes:
-            return []
+            return [], {}
         replicator = host.client.database(REPLICATOR_DB)
         try:
             if deletions:
@@ -376,20 +397,22 @@ class ReplicationManager:
             else:
                 results = replicator.bulk_docs(writes)
         except CouchError as exc:
-            return [f"{host.url}: {self._describe(exc)}"]
+            return [f"{host.url}: {self._describe(exc)}"], {}
         failures = []
+        refused = {}
         for result in results:
             if result.get("error") == "conflict":
                 # another app process wrote this job at the same moment (every process repairs)
                 log.info("replication job written concurrently", extra={"job": result.get("id")})
             elif result.get("error"):
-                hint = ""
+                failure = f"{host.url}: job {result.get('id')}: {result.get('error')}"
                 if result.get("error") == "forbidden":
-                    hint = RUNNING_JOB_REFUSED_HINT
-                failures.append(f"{host.url}: job {result.get('id')}: {result.get('error')}{hint}")
+                    refused[str(result.get("id"))] = self._redact(failure + RUNNING_JOB_REFUSED_HINT)
+                else:
+                    failures.append(failure)
             else:
                 log.info("replication job written", extra={"job": result.get("id"), "node": host.url})
-        return [self._redact(failure) for failure in failures]
+        return [self._redact(failure) for failure in failures], refused
 
     def _write_job_and_wait(self, host: MeshNode, job: dict[str, Any]) -> dict[str, Any]:
         """Write one job document, then wait (bounded) until the replicator has written its
