@@ -7,8 +7,10 @@ then found by walking the terms from the listing's position instead of reading e
 
 - each term's first rows are read (one range request per term, `CHUNK` rows at most);
 - a term that ran out is complete: it drives, and the others are checked against it;
-- otherwise the first term drives, chunk by chunk, and each chunk's candidates are checked in
-  the other terms with one request for the exact keys they would have there;
+- otherwise the first term drives, chunk by chunk; a candidate found in the rows already read
+  of every other term is a match at once, and only the undecided candidates before the page is
+  certain are checked, with one request for the exact keys they would have in the other terms
+  (pouchdb-server answers a `keys` request with one lookup per key);
 - the walk stops as soon as the page plus one note is found.
 
 So a page costs a few requests of at most `CHUNK` rows whatever the number of notes: a single
@@ -80,21 +82,32 @@ def sorted_matches(
     heads = [stream.next_chunk(size) for stream in streams]
     complete = [i for i, stream in enumerate(streams) if stream.exhausted]
     driver = min(complete, key=lambda i: len(heads[i])) if complete else 0
-    members = {i: set(heads[i]) for i in complete}
+    seen = [set(head) for head in heads]  # a complete term's rows are all of its notes
     others = [i for i in range(len(streams)) if i != driver]
     matches: list[Position] = []
-    candidates = heads[driver]
-    while candidates:
-        lookups = [(i, position) for position in candidates for i in others if i not in members]
+    queue = list(heads[driver])
+    while queue:
+        # candidates up to the one that makes the page certain from the rows already read;
+        # only the undecided among them are looked up, the rest of the chunk waits
+        needed, certain, cut = first + 1 - len(matches), 0, len(queue)
+        for number, position in enumerate(queue):
+            if all(position in seen[i] for i in others):
+                certain += 1
+                if certain >= needed:
+                    cut = number + 1
+                    break
+        batch, queue = queue[:cut], queue[cut:]
+        lookups = [(i, p) for p in batch for i in others if p not in seen[i] and i not in complete]
         found: set[tuple[int, Position]] = set()
         if lookups:
             keyed = {(*streams[i].prefix, *position): i for i, position in lookups}
             rows = db.view(NOTES_DESIGN, VIEW, keys=[list(key) for key in keyed])["rows"]
             found = {(keyed[tuple(row["key"])], (str(row["key"][3]), str(row["key"][4]))) for row in rows}
-        for position in candidates:
-            if all(position in members[i] if i in members else (i, position) in found for i in others):
+        for position in batch:
+            if all(position in seen[i] or (i, position) in found for i in others):
                 matches.append(position)
         if len(matches) > first:
             break
-        candidates = streams[driver].next_chunk(size)
+        if not queue:
+            queue = streams[driver].next_chunk(size)
     return matches[:first], len(matches) > first

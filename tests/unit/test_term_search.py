@@ -1,0 +1,91 @@
+"""The sorted term walk (database/term_search.py) against a brute-force intersection, on an
+in-memory `note_terms_sorted` index with chunks small enough that every path is taken."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from notebook.database.term_search import VIEW, sorted_matches
+
+SCOPE = "o:u1"
+
+
+class IndexOnly:
+    """A Database answering `note_terms_sorted` range and `keys` requests (keys of [scope, kind,
+    term, updated_at, id] compare like CouchDB's for these same-shaped strings)."""
+
+    def __init__(self, rows: list[list[str]]) -> None:
+        self.rows = sorted(rows)
+        self.requests: list[str] = []
+        self.keys_asked = 0
+
+    def view(self, design: str, view: str, **params: Any) -> dict[str, Any]:
+        assert view == VIEW
+        if "keys" in params:
+            self.requests.append("keys")
+            self.keys_asked += len(params["keys"])
+            present = {tuple(row) for row in self.rows}
+            return {"rows": [{"key": key} for key in params["keys"] if tuple(key) in present]}
+        self.requests.append("range")
+        high, low = (params["startkey"], params["endkey"]) if params["descending"] else (
+            params["endkey"], params["startkey"])  # fmt: skip
+        rows = [row for row in self.rows if _at_least(row, low) and _at_most(row, high)]
+        if params["descending"]:
+            rows.reverse()
+        return {"rows": [{"key": row} for row in rows[: params["limit"]]]}
+
+
+def _at_least(row: list[str], key: list[Any]) -> bool:
+    return row[: len(key)] >= key if not key or key[-1] != {} else row[: len(key) - 1] > key[:-1]
+
+
+def _at_most(row: list[str], key: list[Any]) -> bool:
+    if key and key[-1] == {}:
+        return row[: len(key) - 1] <= key[:-1]
+    return row[: len(key)] <= key
+
+
+def _index(rng: random.Random, notes: int, rates: dict[str, float]) -> tuple[list[list[str]], dict[str, set]]:
+    rows, having = [], {term: set() for term in rates}
+    for n in range(notes):
+        position = (f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z", f"note:{rng.getrandbits(32):08x}")
+        for term, rate in rates.items():
+            if rng.random() < rate:
+                rows.append([SCOPE, "w", term, *position])
+                having[term].add(position)
+    return rows, having
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("descending", [True, False])
+def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool) -> None:
+    rng = random.Random(seed)
+    rates = {"common": rng.uniform(0.3, 0.9), "other": rng.uniform(0.2, 0.9), "rare": rng.uniform(0.01, 0.1)}
+    rows, having = _index(rng, 300, rates)
+    terms = rng.sample(sorted(rates), rng.randint(1, 3))
+    expected = sorted(set.intersection(*(having[t] for t in terms)), reverse=descending)
+    db = IndexOnly(rows)
+    walked: list[tuple[str, str]] = []
+    after = None
+    while True:
+        page, more = sorted_matches(
+            db, SCOPE, [("w", t) for t in terms], descending=descending, first=7, after=after, chunk=10
+        )  # type: ignore[arg-type]
+        walked += page
+        if not more:
+            break
+        assert len(page) == 7
+        after = page[-1]
+    assert walked == expected
+
+
+def test_candidates_already_read_in_every_term_are_not_looked_up() -> None:
+    """Two terms in every note: the first chunks decide the page, no `keys` request is sent."""
+    rows, _ = _index(random.Random(1), 200, {"a": 1.0, "b": 1.0})
+    db = IndexOnly(rows)
+    page, more = sorted_matches(db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=20, after=None)
+    assert len(page) == 20 and more
+    assert db.requests == ["range", "range"] and db.keys_asked == 0
