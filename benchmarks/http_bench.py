@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "src")]
 
 import httpx  # noqa: E402
 
+from config.settings import ProductionConfig  # noqa: E402
 from devtools.couchdb3 import NodesScript  # noqa: E402
 from devtools.local_server import LocalCluster, ensure_pouchdb_server, free_port  # noqa: E402
 from notebook.database.couch import CouchDBClient  # noqa: E402
@@ -228,8 +230,9 @@ def gql(
     variables: dict[str, Any] | None = None,
     token: str | None = None,
     timeout: float = 120,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     response = client.post(
         url + "/graphql",
         json={"query": query, "variables": variables or {}},
@@ -310,6 +313,28 @@ def mean_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 # -- where the time goes ------------------------------------------------------------------------
 PROFILE_DIR: Path | None = None  # --profile: py-spy samples the workers during one extra wrk run
+
+
+@contextlib.contextmanager
+def sampled(app: App, name: str) -> Iterator[None]:
+    """With --profile, sample the workers with py-spy for as long as the block runs."""
+    if PROFILE_DIR is None:
+        yield
+        return
+    out = PROFILE_DIR / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(app.process.pid), "--subprocesses", "--format", "raw",
+         "--rate", "100", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # py-spy attached
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        print(summarize_stacks(out.read_text() if out.exists() else "", name), flush=True)
 
 
 def profile(app: App, script: Path, seconds: float, out: Path) -> str:
@@ -406,7 +431,8 @@ def bench_size(server: str, size: int, rounds: int, seconds: float, work: Path) 
                     client, app.url, REGISTER, {"e": f"bench{size}@example.com", "p": "bench-password-1"}
                 )["register"]["accessToken"]
                 notebook_id = gql(client, app.url, "{ notebooks { id } }", token=token)["notebooks"][0]["id"]
-            result["import"] = load_notes(app, token, notebook_id, size, rng)
+            with sampled(app, "import"):
+                result["import"] = load_notes(app, token, notebook_id, size, rng)
             result["view_build_seconds"] = build_views(urls, user, password)
             result["scenarios"], result["raw_with_credentials"] = scenarios(
                 app, urls[0], user, password, token, rounds, seconds, work
@@ -494,9 +520,74 @@ def bench_replication(server: str, rate: float, seconds: float, work: Path) -> d
             urls, user, password, work, REPLICATION_RETRY_SECONDS="2", REPLICATION_START_JITTER_SECONDS="0.5"
         )
         try:
-            return _lag(app, urls, user, password, rate, seconds)
+            result = _lag(app, urls, user, password, rate, seconds)
+            result["cache_staleness"] = cache_staleness(app, STALENESS_TRIALS)
+            return result
         finally:
             app.stop()
+
+
+STALENESS_TRIALS = 40
+RENAME = """mutation($id: ID!, $v: String!, $t: String!) {
+  updateNote(id: $id, version: $v, input: {title: $t}) { version } }"""
+READ_TITLE = "query($id: ID!) { note(id: $id) { title } }"
+
+
+def _last_stale_read(app: App, token: str, note_id: str, title: str, acked: float) -> float:
+    """Read the note over new connections until its new title came 5 times in a row; seconds
+    after `acked` that the last stale answer was asked for (0.0: none was)."""
+    fresh_in_a_row, last_stale = 0, 0.0
+    with httpx.Client() as reader:
+        while fresh_in_a_row < 5 and time.monotonic() - acked < 10:
+            sent = time.monotonic()
+            seen = gql(reader, app.url, READ_TITLE, {"id": note_id}, token, headers={"Connection": "close"})
+            if seen["note"]["title"] == title:
+                fresh_in_a_row += 1
+            else:
+                fresh_in_a_row, last_stale = 0, sent - acked
+    return last_stale
+
+
+def cache_staleness(app: App, trials: int, readers: int = 4) -> dict[str, Any]:
+    """How long a write stays hidden by the read cache of the OTHER gunicorn worker: rename a
+    note, and from the moment the rename is acknowledged read it from `readers` threads over new
+    connections (so both workers answer) until every reader has seen the new title 5 times in a
+    row. A trial's staleness is how long after the acknowledgement the last stale answer was
+    sent for; 0 when none was."""
+    with httpx.Client() as client:
+        token = gql(client, app.url, REGISTER, {"e": "stale@example.com", "p": "bench-password-1"})[
+            "register"
+        ]["accessToken"]
+        note = gql(client, app.url, CREATE, {"t": "title 0"}, token)
+        note_id = note["createNote"]["id"]
+        version = gql(
+            client, app.url, "query($id: ID!) { note(id: $id) { version } }", {"id": note_id}, token
+        )["note"]["version"]
+    stale_ms: list[float] = []
+    for trial in range(1, trials + 1):
+        title = f"title {trial}"
+        with httpx.Client() as client:
+            for _ in range(10):  # both workers' caches hold the current title before the write
+                gql(client, app.url, READ_TITLE, {"id": note_id}, token, headers={"Connection": "close"})
+            acked_version = gql(client, app.url, RENAME, {"id": note_id, "v": version, "t": title}, token)
+        version = acked_version["updateNote"]["version"]
+        acked = time.monotonic()
+        with ThreadPoolExecutor(readers) as pool:
+            last_stale = list(
+                pool.map(
+                    _last_stale_read, *([value] * readers for value in (app, token, note_id, title, acked))
+                )
+            )
+        stale_ms.append(1000 * max(last_stale))
+    stale_ms.sort()
+    return {
+        "trials": trials,
+        "stale_trials": sum(1 for ms in stale_ms if ms > 0),
+        "p50_ms": stale_ms[len(stale_ms) // 2],
+        "p99_ms": stale_ms[min(len(stale_ms) - 1, int(len(stale_ms) * 0.99))],
+        "max_ms": stale_ms[-1],
+        "poll_seconds": ProductionConfig.read_cache_poll_seconds,
+    }
 
 
 def _lag(app: App, urls: list[str], user: str, password: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -603,6 +694,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--profile", help="also sample the workers with py-spy; stacks to this folder")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C: the nodes and the app this run started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.profile:
         global PROFILE_DIR
         PROFILE_DIR = Path(args.profile)

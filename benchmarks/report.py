@@ -142,6 +142,14 @@ def _targets(server: str, parts: dict[str, Any]) -> list[str]:
             f"{lag['writes']} writes, {lag['missing_after_3s']} missing | "
             f"{_verdict(ok, miss)} |"
         )
+    stale = parts.get("replication", {}).get("replication", {}).get("cache_staleness")
+    if stale:
+        rows.append(
+            f"| read cache: how long a write stays hidden from the other worker (feed polled every "
+            f"{1000 * stale['poll_seconds']:.0f} ms) | {server} | p50 {stale['p50_ms']:.0f} ms, "
+            f"p99 {stale['p99_ms']:.0f} ms, max {stale['max_ms']:.0f} ms; {stale['stale_trials']} of "
+            f"{stale['trials']} renames read stale at all | reported |"
+        )
     return rows
 
 

@@ -1,9 +1,10 @@
-"""Benchmarks of the GraphQL API on a local database node (`make bench`, `make bench-couchdb3`).
+"""In-process benchmarks of the GraphQL API on a local database node (`make bench-inprocess`,
+`make bench-all`; the HTTP benchmarks of `make bench` are benchmarks/http_bench.py).
 
 `--server pouchdb` (default) starts one pouchdb-server node, `--server couchdb3` one Apache
 CouchDB 3 node from ../shared/couchdb3 (devtools.couchdb3, as `make test-couchdb3` does),
 `--server all` both, one after the other. Each run loads notes through `importNotes`, then times
-the same requests through the app. Writes ONE Markdown table to docs/benchmarks.md (or --out)
+the same requests through the app. Writes ONE Markdown table to docs/benchmarks-inprocess.md (or --out)
 with p50/p95 columns per server and identical rows. Timings are wall-clock on whatever machine
 runs it: compare runs on one machine.
 
@@ -282,10 +283,13 @@ def write_report(results: dict[str, list[Row]], out: Path, load: tuple[float, fl
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     names = ", ".join(f"`{server}` = {SERVERS[server]}" for server in results)
     lines = [
-        "# Benchmarks",
+        "# In-process benchmarks (scripts/bench.py, `make bench-inprocess`)",
         "",
-        "Produced by `make bench-all` (scripts/bench.py --server all; `make bench` and",
-        "`make bench-couchdb3` run one server): for each server one local node started by the",
+        "The older benchmarks: the app called in process, without HTTP. The HTTP benchmarks (gunicorn,",
+        "wrk, raw CouchDB side by side) are in docs/benchmarks.md.",
+        "",
+        "Produced by `make bench-all` (scripts/bench.py --server all; `make bench-inprocess` runs",
+        "each server in turn): for each server one local node started by the",
         "script, the app in process (Flask test client, no network hop for the API), data loaded",
         "through `importNotes`, each server measured alone, one after the other.",
         f"Servers: {names}.",
@@ -665,7 +669,7 @@ def main() -> int:
     parser.add_argument("--server", choices=[*SERVERS, "all"], default="pouchdb")
     parser.add_argument("--sizes", default="1000,10000", help="note counts to load, comma-separated")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks-inprocess.md"))
     parser.add_argument("--quorum", action="store_true", help="only the quorum-write section (3 nodes)")
     parser.add_argument("--quorum-ops", type=int, default=200, help="requests per throughput row")
     parser.add_argument(

@@ -1,8 +1,8 @@
-"""What encryption at rest costs (`make bench-encryption`; `make bench` runs it too): note
+"""What encryption at rest costs (`make bench-inprocess` runs it): note
 create and read throughput, an import and a search, with ENCRYPTION_ENABLED true and false, on
 one node of each server, the app in process as in scripts/bench.py. The two settings run
 interleaved in rounds (on, off, on, off, ...) so that the machine's load weighs on both alike.
-Writes the section "## Encryption at rest: overhead" of docs/benchmarks.md (or --out)."""
+Writes the section "## Encryption at rest: overhead" of docs/benchmarks-inprocess.md (or --out)."""
 
 from __future__ import annotations
 
@@ -106,8 +106,8 @@ def table(server: str, results: dict[bool, dict[str, list[float]]], ops: int, ro
 
 
 INTRO = (
-    "`scripts/bench_encryption.py --server S` (`make bench` runs it on pouchdb-server, "
-    "`make bench-couchdb3` on CouchDB 3): throughput with encryption at rest on and off."
+    "`scripts/bench_encryption.py --server S` (`make bench-inprocess` runs it on both servers): "
+    "throughput with encryption at rest on and off."
 )
 
 
@@ -131,7 +131,7 @@ def main() -> int:
     parser.add_argument("--server", choices=["pouchdb", "couchdb3", "all"], default="pouchdb")
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks-inprocess.md")
     args = parser.parse_args()
     servers = ["pouchdb", "couchdb3"] if args.server == "all" else [args.server]
     blocks = {

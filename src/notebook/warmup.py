@@ -1,7 +1,7 @@
 """Start-up work that must never block a worker: schema installation and index builds.
 
 gunicorn kills a worker that does not answer within 30 s, and the first build of a view over a
-large database takes minutes (docs/benchmarks.md), so each process installs the databases and
+large database takes minutes (docs/benchmarks-inprocess.md), so each process installs the databases and
 design documents, builds every view and backfills sort keys in a background thread. Until a
 view is built, a query that needs it answers SERVICE_UNAVAILABLE with `extensions.retryAfter`
 at once instead of waiting for the index (GatedDatabase); `/ready` answers 503 "warming" with

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,28 @@ def test_deterministic_sealing_gives_one_document_for_one_answer() -> None:
     other["content"] = "buy plums"
     assert codec.seal_note(other, deterministic=True)["sealed"] != one["sealed"]  # another nonce
     assert codec.seal_note(_note_doc())["sealed"] != codec.seal_note(_note_doc())["sealed"]  # random
+
+
+def test_two_processes_publishing_the_ring_at_once_both_succeed(make_client: Any) -> None:
+    """The first sealed writes of a new deployment's two workers: each reads no ring, both
+    write one; the second write conflicts, and is read again rather than failing the request."""
+    from notebook.database.keyring_sync import KeyRingSync
+
+    class ReadBeforeTheOther(KeyRingSync):
+        reads = 0
+
+        def _leaves(self, node: str | None = None) -> list[dict[str, Any]]:
+            self.reads += 1
+            return [] if self.reads == 1 else super()._leaves(node)  # the first read was too early
+
+    ring = KeyRing(new_key())
+    ring.add(DATA, "active")
+    ring.add(INDEX, "active")
+    notes = make_client().database("notes")
+    first = KeyRingSync(KeyRing(ring.master, ring.stored()), notes)
+    second = ReadBeforeTheOther(KeyRing(ring.master, ring.stored()), notes)
+    first.ensure_published()
+    second.ensure_published()  # no CouchError: its conflict was read again
+    assert first.published and second.published and second.reads == 2
+    stored = notes.get("keyring")
+    assert {key["id"] for key in stored["keys"]} == {key.id for key in ring.stored()}

@@ -59,9 +59,10 @@ def _index(rng: random.Random, notes: int, rates: dict[str, float]) -> tuple[lis
     return rows, having
 
 
+@pytest.mark.parametrize("chunk", [10, 0])
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("descending", [True, False])
-def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool) -> None:
+def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool, chunk: int) -> None:
     rng = random.Random(seed)
     rates = {"common": rng.uniform(0.3, 0.9), "other": rng.uniform(0.2, 0.9), "rare": rng.uniform(0.01, 0.1)}
     rows, having = _index(rng, 300, rates)
@@ -72,7 +73,7 @@ def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool)
     after = None
     while True:
         page, more = sorted_matches(
-            db, SCOPE, [("w", t) for t in terms], descending=descending, first=7, after=after, chunk=10
+            db, SCOPE, [("w", t) for t in terms], descending=descending, first=7, after=after, chunk=chunk
         )  # type: ignore[arg-type]
         walked += page
         if not more:
@@ -89,3 +90,37 @@ def test_candidates_already_read_in_every_term_are_not_looked_up() -> None:
     page, more = sorted_matches(db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=20, after=None)
     assert len(page) == 20 and more
     assert db.requests == ["range", "range"] and db.keys_asked == 0
+
+
+def test_a_candidate_another_term_read_past_is_decided_without_a_lookup() -> None:
+    """`b` is in every other note: its first rows reach past `a`'s, so each `a` row is either
+    among them (a match) or was passed over (not one)."""
+    rows = []
+    for n in range(300):
+        position = [f"2026-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z", f"note:{n:08x}"]
+        rows.append([SCOPE, "w", "a", *position])
+        if n % 2 == 0:
+            rows.append([SCOPE, "w", "b", *position])
+    db = IndexOnly(rows)
+    page, more = sorted_matches(
+        db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=3, after=None, chunk=10
+    )
+    assert [position[1] for position in page] == ["note:0000012a", "note:00000128", "note:00000126"] and more
+    assert db.keys_asked == 0
+
+
+def test_positions_of_another_shape_are_looked_up_not_compared() -> None:
+    """A time of another width could collate differently on the server: never decided by
+    comparing it, always by its exact key."""
+    rows = []
+    for n in range(40):
+        when = f"2026-01-01T00:00:{n:02d}Z" if n % 2 else f"2026-01-01T00:00:{n:02d}.5Z"
+        rows.append([SCOPE, "w", "a", when, f"note:{n:08x}"])
+        if n % 4 == 0:
+            rows.append([SCOPE, "w", "b", when, f"note:{n:08x}"])
+    db = IndexOnly(rows)
+    page, _ = sorted_matches(
+        db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=2, after=None, chunk=5
+    )
+    assert [position[1] for position in page] == ["note:00000024", "note:00000020"]
+    assert db.keys_asked > 0

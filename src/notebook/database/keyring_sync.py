@@ -36,12 +36,9 @@ class KeyRingSync:
         self.published = False  # this process's keys are in the replicated document
 
     def _leaves(self, node: str | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"conflicts": True}
-        doc = (
-            self.notes.get_or_none(KEYRING_DOC_ID, **params)
-            if node is None
-            else _get_on(self.notes, node, params)
-        )
+        # never from the read cache: a copy older than the feed's delay would make the write
+        # that follows conflict
+        doc = _get_on(self.notes, node, {"conflicts": True})
         if doc is None:
             return []
         conflicts = doc.get("_conflicts", [])
@@ -122,9 +119,20 @@ class KeyRingSync:
         except OSError as exc:
             log.warning("key store file not updated (%s); the replicated key ring has the keys", exc.strerror)
 
-    def ensure_published(self) -> None:
-        if not self.published:
-            self.refresh()
+    def ensure_published(self, tries: int = 3) -> None:
+        """Before the first sealed write: the ring is in the database. Another process
+        publishing at the same moment (two workers' first writes of a new deployment) makes
+        ours conflict; the next read takes its ring in, and usually there is nothing left to
+        write."""
+        for attempt in range(1, tries + 1):
+            if self.published:
+                return
+            try:
+                self.refresh()
+            except CouchError as exc:
+                if exc.status != 409 or attempt == tries:
+                    raise
+                log.info("key ring published concurrently; reading it again")
 
     def publish_everywhere(self, nodes: tuple[str, ...]) -> None:
         """Write the ring to every node directly (a rotation's step): CouchError when a node
@@ -154,7 +162,8 @@ class KeyRingSync:
                 log.exception("key ring refresh failed")
 
 
-def _get_on(db: Database, node: str, params: dict[str, Any]) -> dict[str, Any] | None:
+def _get_on(db: Database, node: str | None, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The key ring document from `node` (None: the active node), read from the database."""
     try:
         return db.client.request("GET", f"{db.name}/{KEYRING_DOC_ID}", params=params, node=node)
     except CouchError as exc:

@@ -5,15 +5,17 @@ owner's scope, keyed `[scope, kind, term, updated_at, note id]`: a term's notes 
 order. A page is
 then found by walking the terms from the listing's position instead of reading every match:
 
-- each term's first rows are read (one range request per term, `CHUNK` rows at most);
+- each term's first rows are read (one range request per term: the page plus one for a single
+  term, `max(100, 4 x (page + 1))` for several);
 - a term that ran out is complete: it drives, and the others are checked against it;
-- otherwise the first term drives, chunk by chunk; a candidate found in the rows already read
-  of every other term is a match at once, and only the undecided candidates before the page is
-  certain are checked, with one request for the exact keys they would have in the other terms
-  (pouchdb-server answers a `keys` request with one lookup per key);
+- otherwise the first term drives, chunk by chunk; a candidate is decided by the rows already
+  read when every other term returned it (a match) or read past its position without it (not
+  one). Only the undecided candidates before the page is certain are checked, with one request
+  for the exact keys they would have in the other terms (pouchdb-server answers a `keys` request
+  with one lookup per key);
 - the walk stops as soon as the page plus one note is found.
 
-So a page costs a few requests of at most `CHUNK` rows whatever the number of notes: a single
+So a page costs a few requests of a bounded number of rows whatever the number of notes: a single
 term is one range read, several terms add one exact-key request per chunk. Only a page of terms
 that rarely occur together (many candidates, few matches) reads further. The whole set of matches
 (`totalCount`, other orders, a notebook's or shared notes, the trash) is still read by the
@@ -22,6 +24,7 @@ repository's full path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +69,27 @@ class _TermRows:
         return found
 
 
+def _shape(text: str) -> str:
+    return _SHAPE.sub("x", text)
+
+
+_SHAPE = re.compile(r"[0-9a-f]")
+
+
+def _read_past(stream: _TermRows, position: Position) -> bool:
+    """Whether `stream` has read every row up to `position` in listing order, so that a
+    position it did not return is not under its term. Positions are compared as Python strings
+    only when they have the same shape (fixed-width times, lowercase hex ids): then CouchDB's
+    ICU collation and pouchdb-server's code-point order agree with Python's; any other pair is
+    left undecided."""
+    if stream.exhausted:
+        return True
+    last = stream.last
+    if last is None or _shape(last[0]) != _shape(position[0]) or _shape(last[1]) != _shape(position[1]):
+        return False
+    return position >= last if stream.descending else position <= last
+
+
 def sorted_matches(
     db: Database,
     scope: str,
@@ -77,7 +101,8 @@ def sorted_matches(
 ) -> tuple[list[Position], bool]:
     """The positions of the first `first` live notes of `scope` that have every (kind, term),
     in listing order from `after`, and whether more follow."""
-    size = chunk or max(100, 4 * (first + 1))
+    # one term: its first rows are the page; several: enough candidates for a sparse overlap
+    size = chunk or (first + 1 if len(terms) == 1 else max(100, 4 * (first + 1)))
     streams = [_TermRows(db, [scope, kind, term], descending, after) for kind, term in terms]
     heads = [stream.next_chunk(size) for stream in streams]
     complete = [i for i, stream in enumerate(streams) if stream.exhausted]
@@ -87,8 +112,9 @@ def sorted_matches(
     matches: list[Position] = []
     queue = list(heads[driver])
     while queue:
-        # candidates up to the one that makes the page certain from the rows already read;
-        # only the undecided among them are looked up, the rest of the chunk waits
+        # a candidate is decided by the rows already read when every other term either returned
+        # it or read past it; the undecided ones before the page is certain are looked up, the
+        # rest of the chunk waits
         needed, certain, cut = first + 1 - len(matches), 0, len(queue)
         for number, position in enumerate(queue):
             if all(position in seen[i] for i in others):
@@ -97,7 +123,9 @@ def sorted_matches(
                     cut = number + 1
                     break
         batch, queue = queue[:cut], queue[cut:]
-        lookups = [(i, p) for p in batch for i in others if p not in seen[i] and i not in complete]
+        lookups = [
+            (i, p) for p in batch for i in others if p not in seen[i] and not _read_past(streams[i], p)
+        ]
         found: set[tuple[int, Position]] = set()
         if lookups:
             keyed = {(*streams[i].prefix, *position): i for i, position in lookups}
