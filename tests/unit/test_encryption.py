@@ -210,3 +210,20 @@ def test_two_processes_publishing_the_ring_at_once_both_succeed(make_client: Any
     assert first.published and second.published and second.reads == 2
     stored = notes.get("keyring")
     assert {key["id"] for key in stored["keys"]} == {key.id for key in ring.stored()}
+
+
+def test_blind_hashes_are_remembered_per_index_key_and_stay_bounded(monkeypatch: Any) -> None:
+    import notebook.database.note_codec as note_codec
+
+    ring = KeyRing(new_key())
+    ring.add(DATA, "active")
+    index = ring.add(INDEX, "active")
+    codec = NoteCodec(ring)
+    first = codec.word_terms("garden")
+    assert codec.word_terms("garden") == first == [blind_hash(ring.key(index.id), "w", "garden")]
+    assert codec.tag_terms("garden") != first  # another purpose, another entry
+    monkeypatch.setattr(note_codec, "BLIND_HASHES_KEPT", 3)
+    for word in ("a", "b", "c", "d", "e"):
+        codec.word_terms(word)
+    assert len(codec._hashes) <= 3
+    assert codec.word_terms("garden") == first  # computed again, the same

@@ -29,6 +29,7 @@ from notebook.utils.crypto_utils import (
 from notebook.utils.key_store import DATA, INDEX, KeyRing
 
 SEALED_FIELDS = ("title", "content", "tags")
+BLIND_HASHES_KEPT = 50_000  # about 15 MiB at most
 _WORD, _TAG = "w", "g"
 
 
@@ -48,6 +49,18 @@ class NoteCodec:
         # called before sealing: this process's keys must be in the replicated key ring before
         # anything is sealed with them (KeyRingSync.ensure_published)
         self._before_write = before_write
+        # blind hashes by (index key id, purpose, word): a vocabulary repeats across notes, and
+        # the HMAC was a third of an import's time; bounded, started over when full
+        self._hashes: dict[tuple[str, str, str], str] = {}
+
+    def _blind(self, index_id: str, index_key: bytes, purpose: str, text: str) -> str:
+        memo = (index_id, purpose, text)
+        found = self._hashes.get(memo)
+        if found is None:
+            if len(self._hashes) >= BLIND_HASHES_KEPT:
+                self._hashes = {}
+            found = self._hashes[memo] = blind_hash(index_key, purpose, text)
+        return found
 
     @property
     def sealed(self) -> bool:
@@ -68,8 +81,8 @@ class NoteCodec:
         doc["title_key"] = seal(
             key, key_id, doc["title_key"].encode(), f"{doc['_id']}:title_key", deterministic
         )
-        doc["tokens"] = [blind_hash(index_key, _WORD, word) for word in doc["tokens"]]
-        doc["tag_keys"] = sorted({blind_hash(index_key, _TAG, tag) for tag in doc["tag_keys"]})
+        doc["tokens"] = [self._blind(index_id, index_key, _WORD, word) for word in doc["tokens"]]
+        doc["tag_keys"] = sorted({self._blind(index_id, index_key, _TAG, tag) for tag in doc["tag_keys"]})
         doc["tag_names"] = [seal_deterministic(index_key, index_id, tag) for tag in fields["tags"]]
         doc["ix"] = index_id
         return doc
@@ -124,7 +137,7 @@ class NoteCodec:
     def _terms(self, purpose: str, text: str) -> list[str]:
         if self.ring is None:
             return [text]
-        return [blind_hash(key, purpose, text) for _, key in self.ring.readable(INDEX)]
+        return [self._blind(key_id, key, purpose, text) for key_id, key in self.ring.readable(INDEX)]
 
     def tag_spelling(self, value: str) -> str:
         """A tag as a view lists it: its spelling, or its AES-SIV value."""
