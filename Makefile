@@ -26,10 +26,11 @@ help:
 	@echo "make test-external     integration tests on your nodes: NOTEBOOK_TEST_NODES=http://u:p@host:port,..."
 	@echo "make lint              ruff, mypy and the import rules (lint-imports)"
 	@echo "make bench             HTTP benchmarks (gunicorn + wrk beside raw CouchDB) on pouchdb-server,"
-	@echo "                       1,000 / 10,000 / 100,000 notes and replication lag (docs/benchmarks.md;"
+	@echo "                       1,000 / 10,000 / 100,000 notes, replication lag, gunicorn vs granian"
+	@echo "                       (docs/benchmarks.md;"
 	@echo "                       ARGS=\"--sizes 1000,10000\" for fewer); installs wrk when missing"
 	@echo "make bench-couchdb3    the same on Apache CouchDB 3.4 nodes from \$$COUCHDB3_DIST"
-	@echo "make bench-quick       a small HTTP run (500 notes, short rounds) in under two minutes"
+	@echo "make bench-quick       a small HTTP run (300 notes, short rounds) in under two minutes"
 	@echo "make bench-inprocess   the older in-process benchmarks (scripts/bench.py, encryption on/off)"
 	@echo "make bench-all         the in-process benchmarks on both servers side by side"
 	@echo "make clean             remove caches AND var/: every local note of make run/cluster is deleted"
@@ -92,16 +93,18 @@ bench-tools:
 bench: deps bench-tools
 	$(VENV_PY) benchmarks/http_bench.py --server pouchdb $(ARGS)
 	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --replication
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --wsgi --sizes 1000
 
 bench-couchdb3: deps bench-tools
 	$(VENV_PY) benchmarks/http_bench.py --server couchdb3 $(ARGS)
 	$(VENV_PY) benchmarks/http_bench.py --server couchdb3 --replication
+	$(VENV_PY) benchmarks/http_bench.py --server couchdb3 --wsgi --sizes 1000
 
 # small sizes and short rounds; its results go to var/, not to docs/benchmarks.md
 bench-quick: deps bench-tools
-	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --sizes 500 --rounds 1 --seconds 3 \
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --sizes 300 --rounds 1 --seconds 2 \
 	    --json var/bench-quick --out var/bench-quick/benchmarks.md
-	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --replication --lag-seconds 5 \
+	$(VENV_PY) benchmarks/http_bench.py --server pouchdb --replication --lag-seconds 3 --staleness-trials 8 \
 	    --json var/bench-quick --out var/bench-quick/benchmarks.md
 
 bench-inprocess: deps

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,16 @@ def keep_running(cluster: LocalCluster, stop: threading.Event) -> None:
                     print(f"  (restarted {node.url} after it exited)", flush=True)
 
 
-class App:
-    """`notebook-server` in production (gunicorn), stopped by its PID."""
+SECRET = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex  # one per run: tokens outlive an app restart
 
-    def __init__(self, urls: list[str], user: str, password: str, workdir: Path, **extra: str) -> None:
+
+class App:
+    """`notebook-server` in production (gunicorn), or the app under granian's WSGI mode with the
+    same workers and threads (`wsgi="granian"`); stopped by its PID."""
+
+    def __init__(
+        self, urls: list[str], user: str, password: str, workdir: Path, wsgi: str = "gunicorn", **extra: str
+    ) -> None:
         keys = workdir / "keys"
         if not (keys / "encryption.key").exists():
             keys.mkdir(mode=0o700, exist_ok=True)
@@ -166,7 +172,7 @@ class App:
         env.update(
             NOTEBOOK_ENV_FILE="",
             FLASK_HOST="127.0.0.1",
-            SECRET_KEY="bench-" + uuid.uuid4().hex + uuid.uuid4().hex,
+            SECRET_KEY=SECRET,
             COUCHDB_URL=urls[0],
             REPLICATION_NODES=",".join(urls[1:]),
             COUCHDB_USER=user,
@@ -180,6 +186,15 @@ class App:
         )
         self.log = workdir / f"app-{self.port}.log"
         command = [str(BIN / "notebook-server"), "--port", str(self.port), "--workers", str(WORKERS)]
+        if wsgi == "granian":
+            metrics = workdir / f"metrics-{self.port}"
+            metrics.mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+            command = [
+                str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(WORKERS), "--blocking-threads", str(THREADS), "--no-ws", "--log-level",
+                "warning", "--factory", "notebook.api.app:create_app",
+            ]  # fmt: skip
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=out)
         deadline = time.monotonic() + 120
@@ -422,7 +437,11 @@ def build_views(urls: list[str], user: str, password: str) -> float:
 
 def bench_size(server: str, size: int, rounds: int, seconds: float, work: Path) -> dict[str, Any]:
     rng = random.Random(size)
-    result: dict[str, Any] = {"size": size}
+    result: dict[str, Any] = {
+        "size": size,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_at_start": list(os.getloadavg()),
+    }
     with nodes(server, work / f"nodes-{size}", 1) as (urls, user, password):
         app = App(urls, user, password, work)
         try:
@@ -444,7 +463,15 @@ def bench_size(server: str, size: int, rounds: int, seconds: float, work: Path) 
 
 
 def scenarios(
-    app: App, node: str, user: str, password: str, token: str, rounds: int, seconds: float, work: Path
+    app: App,
+    node: str,
+    user: str,
+    password: str,
+    token: str,
+    rounds: int,
+    seconds: float,
+    work: Path,
+    only: Sequence[str] = (),
 ) -> tuple[dict[str, Any], bool]:
     notes_db = database_names(PREFIX)["notes"]
     with httpx.Client() as client:
@@ -499,6 +526,8 @@ def scenarios(
     }
     measured: dict[str, Any] = {}
     for name, (app_script, raw_script) in plan.items():
+        if only and name not in only:
+            continue
         if PROFILE_DIR is not None:
             print(profile(app, app_script, seconds, PROFILE_DIR / f"{app_script.stem}.txt"), flush=True)
         app_runs, raw_runs = [], []
@@ -511,8 +540,41 @@ def scenarios(
     return measured, bool(raw_auth)
 
 
+# -- gunicorn and granian ------------------------------------------------------------------------
+WSGI_SCENARIOS = ("note(id)", "page of 20 notes", "search one common word")
+
+
+def bench_wsgi(server: str, size: int, rounds: int, seconds: float, work: Path) -> dict[str, Any]:
+    """The same data and requests served by gunicorn and by granian (2 workers x 4 threads
+    each), one after the other, each beside the same raw CouchDB requests."""
+    rng = random.Random(size)
+    result: dict[str, Any] = {"size": size}
+    with nodes(server, work / f"nodes-wsgi-{size}", 1) as (urls, user, password):
+        app = App(urls, user, password, work)
+        try:
+            with httpx.Client() as client:
+                token = gql(client, app.url, REGISTER, {"e": "wsgi@example.com", "p": "bench-password-1"})[
+                    "register"
+                ]["accessToken"]
+                notebook_id = gql(client, app.url, "{ notebooks { id } }", token=token)["notebooks"][0]["id"]
+            load_notes(app, token, notebook_id, size, rng)
+            build_views(urls, user, password)
+            for wsgi in ("gunicorn", "granian"):
+                if wsgi != "gunicorn":
+                    app.stop()
+                    app = App(urls, user, password, work, wsgi=wsgi)
+                print(f"  {wsgi}:", flush=True)
+                result[wsgi], _ = scenarios(
+                    app, urls[0], user, password, token, rounds, seconds, work, only=WSGI_SCENARIOS
+                )
+                result[wsgi]["peak_worker_mib"] = app.peak_worker_mib()
+        finally:
+            app.stop()
+    return result
+
+
 # -- replication lag ----------------------------------------------------------------------------
-def bench_replication(server: str, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+def bench_replication(server: str, rate: float, seconds: float, work: Path, trials: int) -> dict[str, Any]:
     """Writes at `rate` per second through the app over three nodes; each write's lag is the
     time from its acknowledgement until the last node's changes feed shows it."""
     with nodes(server, work / "nodes-lag", 3) as (urls, user, password):
@@ -521,13 +583,12 @@ def bench_replication(server: str, rate: float, seconds: float, work: Path) -> d
         )
         try:
             result = _lag(app, urls, user, password, rate, seconds)
-            result["cache_staleness"] = cache_staleness(app, STALENESS_TRIALS)
+            result["cache_staleness"] = cache_staleness(app, trials)
             return result
         finally:
             app.stop()
 
 
-STALENESS_TRIALS = 40
 RENAME = """mutation($id: ID!, $v: String!, $t: String!) {
   updateNote(id: $id, version: $v, input: {title: $t}) { version } }"""
 READ_TITLE = "query($id: ID!) { note(id: $id) { title } }"
@@ -689,7 +750,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating raw/app runs per scenario")
     parser.add_argument("--seconds", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--replication", action="store_true", help="the replication-lag part instead")
+    parser.add_argument(
+        "--wsgi", action="store_true", help="gunicorn and granian side by side instead (first of --sizes)"
+    )
     parser.add_argument("--lag-seconds", type=float, default=30)
+    parser.add_argument("--staleness-trials", type=int, default=40, help="renames read back (--replication)")
     parser.add_argument("--json", default=str(PROJECT_ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--profile", help="also sample the workers with py-spy; stacks to this folder")
@@ -715,26 +780,53 @@ def main() -> int:
     }
     try:
         if args.replication:
-            report["replication"] = bench_replication(args.server, 20.0, args.lag_seconds, work)
+            report["replication"] = bench_replication(
+                args.server, 20.0, args.lag_seconds, work, args.staleness_trials
+            )
             print(report["replication"], flush=True)
             kind = "replication"
+        elif args.wsgi:
+            size = int(args.sizes.split(",")[0])
+            print(f"{args.server}: gunicorn and granian at {size} notes", flush=True)
+            report["wsgi"] = bench_wsgi(args.server, size, args.rounds, args.seconds, work)
+            kind = "wsgi"
         else:
-            report["sizes"] = []
+            # each size is saved as soon as it is measured, into the sizes of earlier runs on
+            # this server (a size measured again replaces its row): a long run can be done in parts
+            kind = "scenarios"
+            report["sizes"] = _earlier_sizes(Path(args.json) / f"{args.server}-{kind}.json")
             for size in [int(s) for s in args.sizes.split(",")]:
                 print(f"{args.server}: {size} notes", flush=True)
-                report["sizes"].append(bench_size(args.server, size, args.rounds, args.seconds, work))
-            kind = "scenarios"
+                measured = bench_size(args.server, size, args.rounds, args.seconds, work)
+                report["sizes"] = sorted(
+                    [s for s in report["sizes"] if s["size"] != size] + [measured], key=lambda s: s["size"]
+                )
+                _save(report, kind, args)
+            return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _save(report, kind, args)
+    return 0
+
+
+def _earlier_sizes(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text()).get("sizes", []))
+    except ValueError:
+        return []
+
+
+def _save(report: dict[str, Any], kind: str, args: argparse.Namespace) -> None:
     out_dir = Path(args.json)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{args.server}-{kind}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {path}", flush=True)
     from benchmarks.report import write_tables
 
     write_tables(out_dir, Path(args.out))
-    return 0
 
 
 if __name__ == "__main__":

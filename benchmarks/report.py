@@ -86,20 +86,58 @@ def tables(results: dict[str, dict[str, Any]]) -> list[str]:
                     lines.append("| " + " | ".join(cells) + " |")
             lines += [
                 "",
-                "| notes | importNotes over HTTP | views built after the load | peak memory of a worker |",
-                "|---:|---:|---:|---:|",
+                "| notes | importNotes over HTTP | views built after the load | peak memory of a worker "
+                "| measured |",
+                "|---:|---:|---:|---:|---|",
             ]
             for size in scenarios["sizes"]:
+                load = size.get("load_at_start")
+                when = size.get("date", scenarios["date"]) + (f", load {load[0]:.2f}" if load else "")
                 lines.append(
                     f"| {size['size']:,} | {size['import']['notes_per_second']:.0f} notes/s "
                     f"({size['import']['content_mib']:.0f} MiB of content) | "
-                    f"{size['view_build_seconds']:.1f} s | {size['peak_worker_mib']:.0f} MiB |"
+                    f"{size['view_build_seconds']:.1f} s | {size['peak_worker_mib']:.0f} MiB | {when} |"
                 )
             lines.append("")
+    for parts in results.values():
+        lines += _wsgi_table(parts.get("wsgi"))
     lines += ["### Targets", "", "| target | server | measured | verdict |", "|---|---|---|---|"]
     for server, parts in results.items():
         lines += _targets(server, parts)
     lines += ["", END]
+    return lines
+
+
+def _wsgi_table(run: dict[str, Any] | None) -> list[str]:
+    """gunicorn and granian on the same data (`http_bench.py --wsgi`)."""
+    if not run:
+        return []
+    sides = run["wsgi"]
+    lines = [
+        f"### gunicorn and granian: {run['server_version']}, {sides['size']:,} notes",
+        "",
+        f"Run {run['date']}. Both with 2 workers x 4 threads (granian: `--interface wsgi "
+        "--blocking-threads 4`), the same node, data and requests, one after the other.",
+        "",
+        "| scenario | gunicorn req/s | gunicorn p99 | granian req/s | granian p99 | granian / gunicorn "
+        "| raw req/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in sides["gunicorn"].items():
+        if name == "peak_worker_mib":
+            continue
+        a, b = runs["app"], sides["granian"][name]["app"]
+        raw = runs["raw"]["rps"] if runs.get("raw") else None
+        lines.append(
+            f"| {name} | {a['rps']:.0f} | {a['p99_ms']:.1f} ms | {b['rps']:.0f} | {b['p99_ms']:.1f} ms | "
+            f"{b['rps'] / a['rps']:.2f} | {'' if raw is None else f'{raw:.0f}'} |"
+        )
+    lines += [
+        "",
+        f"Peak memory of a worker: gunicorn {sides['gunicorn']['peak_worker_mib']:.0f} MiB, granian "
+        f"{sides['granian']['peak_worker_mib']:.0f} MiB.",
+        "",
+    ]
     return lines
 
 

@@ -422,14 +422,10 @@ class MembershipRepository:
         return {ids[doc_id]: doc["role"] for doc_id, doc in self.db.get_many(ids).items() if "role" in doc}
 
     def for_user(self, user_id: str) -> list[Membership]:
-        rows = self.db.view(
-            NOTES_DESIGN,
-            "memberships_by_user",
-            startkey=[user_id],
-            endkey=[user_id, _HIGH],
-            include_docs=True,
-        )["rows"]
-        return [_membership_from_doc(row["doc"]) for row in rows if row.get("doc")]
+        rows, docs = self.db.view_docs(
+            NOTES_DESIGN, "memberships_by_user", startkey=[user_id], endkey=[user_id, _HIGH]
+        )
+        return [_membership_from_doc(docs[row["id"]]) for row in rows if row["id"] in docs]
 
     def for_notebooks(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
         """Members of each notebook, in one request."""
@@ -984,29 +980,21 @@ class NoteRepository:
         if query.after:
             sort_key, doc_id = decode_cursor(query.after, query.order)
             start = [query.scope, query.trashed, sort_key, doc_id]
-        # with the read cache live, the index rows alone and the documents from the cache: the
-        # server neither reads nor sends a page of documents
-        cached = self.db.caches_reads()
-        params = {} if cached else {"include_docs": True, "conflicts": True}
-        result = self.db.view(
+        rows, docs = self.db.view_docs(
             NOTES_DESIGN,
             view,
+            {"conflicts": True},
             reduce=False,
             descending=descending,
             startkey=start,
             endkey=low if descending else high,
             limit=query.first + 2,
-            **params,
         )
-        rows = [row for row in result["rows"] if cached or row.get("doc")]
+        rows = [row for row in rows if row["id"] in docs]
         if query.after:
             rows = [row for row in rows if row["key"][2:] != [sort_key, doc_id]]
         page_rows = rows[: query.first]
-        if cached:
-            docs = self.db.get_many((row["id"] for row in page_rows), conflicts=True)
-        else:
-            docs = {row["id"]: row["doc"] for row in page_rows}
-        visible = self._visible(docs)
+        visible = self._visible({row["id"]: docs[row["id"]] for row in page_rows})
         page_rows = [row for row in page_rows if row["id"] in visible]
         notes = [visible[row["id"]] for row in page_rows]
         cursors = [encode_cursor(query.order, row["key"][2], row["id"]) for row in page_rows]

@@ -203,6 +203,20 @@ class Database:
             return self._request("POST", path, params=params, body={"keys": keys}, timeout=timeout)
         return self._request("GET", path, params=params, timeout=timeout)
 
+    def view_docs(
+        self, design: str, view: str, doc_params: dict[str, Any] | None = None, **params: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """A view's rows and the documents they name (by id; missing and deleted ones left out).
+        With the read cache live, the rows alone and the documents from the cache (the server
+        neither reads nor sends them); otherwise one request with `include_docs`. `doc_params`
+        are the document read's parameters (`conflicts`)."""
+        doc_params = doc_params or {}
+        if self.caches_reads():
+            rows = self.view(design, view, **params)["rows"]
+            return rows, self.get_many((row["id"] for row in rows if "id" in row), **doc_params)
+        rows = self.view(design, view, include_docs=True, **doc_params, **params)["rows"]
+        return rows, {row["id"]: row["doc"] for row in rows if row.get("doc")}
+
     def changes(self, *, node: str | None = None, **params: Any) -> dict[str, Any]:
         """One page of the changes feed, answered at once (server_differences D6).
 
