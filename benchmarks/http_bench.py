@@ -187,14 +187,7 @@ class App:
         self.log = workdir / f"app-{self.port}.log"
         command = [str(BIN / "notebook-server"), "--port", str(self.port), "--workers", str(WORKERS)]
         if wsgi == "granian":
-            metrics = workdir / f"metrics-{self.port}"
-            metrics.mkdir()
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-            command = [
-                str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(WORKERS), "--blocking-threads", str(THREADS), "--no-ws", "--log-level",
-                "warning", "--factory", "notebook.api.app:create_app",
-            ]  # fmt: skip
+            command.extend(["--server", "granian"])
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=out)
         deadline = time.monotonic() + 120

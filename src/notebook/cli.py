@@ -1,6 +1,8 @@
-"""`notebook-server`: serve the API (gunicorn in production, a threaded dev server otherwise).
+"""`notebook-server`: serve the API (gunicorn or granian in production, a threaded dev server
+otherwise).
 
     notebook-server [--host H] [--port P] [--workers N]     serve
+                    [--server gunicorn|granian]
     notebook-server create-admin EMAIL [--revoke]           make an existing user an admin
     notebook-server nodes list                              the deployment's database nodes
     notebook-server nodes add URL [--timeout S]             add a node (set up, caught up, recorded)
@@ -238,7 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", help="interface to bind (default FLASK_HOST)")
     parser.add_argument("--port", type=int, help="port to bind (default FLASK_PORT)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers in production")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes in production")
+    parser.add_argument(
+        "--server",
+        choices=("gunicorn", "granian"),
+        default="gunicorn",
+        help="the WSGI server in production (granian: faster here, docs/benchmarks.md)",
+    )
     commands = parser.add_subparsers(dest="command")
     admin = commands.add_parser("create-admin", help="make an existing user an administrator")
     admin.add_argument("email", help="the user's e-mail address")
@@ -289,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = args.host or config.host
     port = args.port or config.port
+    if config.env == "production" and args.server == "granian":
+        from notebook.api.granian_server import serve
+
+        serve(host, port, args.workers, 4, config.tls_cert_file, config.tls_key_file)
+        return 0
     if config.env == "production":
         from gunicorn.app.wsgiapp import run
 

@@ -151,11 +151,14 @@ def test_gunicorn_serves_the_readme_session(gunicorn_server: ServerProcess) -> N
     ],
     ids=["no-secret", "weak-secret-with-credentials", "short-secret", "no-password", "no-user"],
 )
-def test_production_refuses_an_unsafe_configuration(tmp_path: Path, settings: dict[str, str]) -> None:
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_production_refuses_an_unsafe_configuration(
+    tmp_path: Path, settings: dict[str, str], server: str
+) -> None:
     unreachable = f"http://127.0.0.1:{free_port()}/"
     env = clean_environment(FLASK_ENV="production", COUCHDB_URL=unreachable, **settings)
     result = subprocess.run(
-        [str(BIN / "notebook-server"), "--port", str(free_port())],
+        [str(BIN / "notebook-server"), "--port", str(free_port()), "--server", server],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -210,3 +213,47 @@ def test_production_runs_gunicorn_with_json_logs(tmp_path: Path) -> None:
     _assert_json_log_lines(stderr, ["prod-health"])
     assert any(json.loads(line)["logger"] == "gunicorn.error" for line in stderr.splitlines() if line.strip())
     assert "couch-pass-9f8e7d" not in stderr and "production-secret-" not in stderr
+
+
+def test_production_serves_under_granian_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`notebook-server --server granian`: the README session over two granian workers, JSON
+    log lines, metrics from both workers, and SIGTERM ends it."""
+    from tests.support.servers import start_nodes
+
+    nodes = start_nodes(tmp_path / "nodes", 1)
+    try:
+        user, password = nodes.user, nodes.password
+        if not user:
+            user, password = "ops", "granian-ops-pass-7c6b5a"
+            nodes.add_admin(user, password)
+        port = free_port()
+        env = clean_environment(  # FLASK_ENV unset: production
+            FLASK_HOST="127.0.0.1",
+            SECRET_KEY="granian-secret-" + uuid.uuid4().hex + uuid.uuid4().hex,
+            COUCHDB_URL=nodes.urls[0],
+            COUCHDB_USER=user,
+            COUCHDB_PASSWORD=password,
+            COUCHDB_DB_PREFIX=f"gr{uuid.uuid4().hex[:8]}_",
+            METRICS_TOKEN="granian-metrics-token-0123456789",
+        )
+        command = [str(BIN / "notebook-server"), "--port", str(port), "--workers", "2", "--server", "granian"]
+        server = ServerProcess(command, env, tmp_path, tmp_path, port)
+        try:
+            server.wait_ready(timeout=120)
+            request_ids = _readme_session(server)
+            for _ in range(6):
+                assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+            metrics = httpx.get(
+                f"{server.url}/metrics",
+                headers={"Authorization": "Bearer granian-metrics-token-0123456789"},
+                timeout=10,
+            )
+            assert metrics.status_code == 200 and "graphql" in metrics.text
+        finally:
+            server.stop()
+        assert server.process.returncode == 0, server.stderr()[-2000:]
+        assert "shutdown completed" in server.stderr()
+        _assert_json_log_lines(server.stderr(), request_ids)
+        assert password not in server.stderr()
+    finally:
+        nodes.stop()
