@@ -135,7 +135,7 @@ def nodes(server: str, directory: Path, count: int) -> Iterator[tuple[list[str],
     script = NodesScript(directory)
     state = script.start(count=count)
     try:
-        yield [node["url"] for node in state["nodes"]], state["user"], state["password"]
+        yield [node["url"].rstrip("/") + "/" for node in state["nodes"]], state["user"], state["password"]
     finally:
         script.stop()
 

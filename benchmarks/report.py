@@ -166,10 +166,20 @@ def _targets(server: str, parts: dict[str, Any]) -> list[str]:
                 ok = p50 <= SCALE_TARGET and p95 <= SCALE_TARGET
                 rows.append(
                     f"| {name}: {large['size']:,} / {small['size']:,} notes <= {SCALE_TARGET}x | {server} | "
-                    f"p50 {p50:.2f}x, p95 {p95:.2f}x | {_verdict(ok, f'{max(p50, p95):.1f}x')} |"
+                    f"p50 {p50:.2f}x, p95 {p95:.2f}x | {_verdict(ok, f'{max(p50, p95):.2f}x')} |"
                 )
         peaks = ", ".join(f"{s['peak_worker_mib']:.0f} MiB at {s['size']:,}" for s in sizes)
         rows.append(f"| peak memory of a worker stays flat | {server} | {peaks} | reported |")
+    wsgi = parts.get("wsgi", {}).get("wsgi")
+    if wsgi:
+        for side in ("gunicorn", "granian"):
+            runs = wsgi[side]["note(id)"]
+            ratio = runs["app"]["rps"] / runs["raw"]["rps"]
+            rows.append(
+                f"| note(id) req/s >= raw GET, under {side} (--wsgi run) | {server} | {ratio:.2f} at "
+                f"{wsgi['size']:,} notes | "
+                f"{_verdict(ratio >= RATIO_TARGET, f'{(1 - ratio) * 100:.0f} % short')} |"
+            )
     lag = parts.get("replication", {}).get("replication")
     if lag and lag.get("p99_ms") is not None:
         ok = lag["p99_ms"] < LAG_TARGET_MS and lag["missing_after_3s"] == 0
