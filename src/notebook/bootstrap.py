@@ -27,6 +27,7 @@ from notebook.database.repository import (
     NoteRepository,
     RefreshTokenRepository,
     UserRepository,
+    memberships_changed_by,
 )
 from notebook.database.throttle_repository import ThrottleRepository
 from notebook.services.activity_service import ActivityService
@@ -208,7 +209,9 @@ def read_cache(config: Config, couch: CouchDBClient, tls: CouchTLS) -> CacheFoll
     if not config.read_cache_enabled:
         return None
     names = database_names(config.db_prefix)
-    cache = ReadCache([names["users"], names["notes"]], config.read_cache_mb * 1024 * 1024)
+    cache = ReadCache(
+        [names["users"], names["notes"]], config.read_cache_mb * 1024 * 1024, derived=memberships_changed_by
+    )
     couch.read_cache = cache
     feed_client = CouchDBClient(
         config.all_node_urls,

@@ -131,6 +131,44 @@ def test_a_page_reads_only_the_index_and_shows_a_write_elsewhere_within_two_poll
     assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
 
 
+SHARE = "mutation($id: ID!, $e: String!) { shareNotebook(id: $id, email: $e, role: VIEWER) { id } }"
+UNSHARE = "mutation($id: ID!, $u: ID!) { unshareNotebook(id: $id, userId: $u) { id } }"
+SHARED_NOTE = """mutation($nb: ID!) {
+  createNote(input: {notebookId: $nb, title: "shared", content: "words"}) { id } }"""
+
+
+def test_a_grantees_memberships_are_cached_and_an_unshare_elsewhere_ends_them_within_two_polls(
+    cached_apps: list[Any],
+) -> None:
+    a, b = (GraphQL(app.test_client()) for app in cached_apps)
+    owner = a.register()["token"]
+    grantee = a.register()
+    notebook = a.data("{ notebooks { id } }", token=owner)["notebooks"][0]["id"]
+    a.data(SHARED_NOTE, {"nb": notebook}, owner)
+    a.data(SHARE, {"id": notebook, "e": grantee["user"]["email"]}, owner)
+    titles = lambda: [e["node"]["title"] for e in a.data(PAGE, token=grantee["token"])["notes"]["edges"]]  # noqa: E731
+    polls = _polls(cached_apps[0])
+    assert _wait(lambda: _polls(cached_apps[0]) >= polls + 2, 10)  # the echo of the writes above
+    assert titles() == ["shared"]
+    client = cached_apps[0].extensions["notebook"].couch
+    original, sent = client.request, []
+
+    def recording(method: str, path: str, **kwargs: Any) -> Any:
+        sent.append(path)
+        return original(method, path, **kwargs)
+
+    client.request = recording
+    try:
+        assert titles() == ["shared"]
+    finally:
+        del client.request
+    assert not [path for path in sent if "memberships_by_user" in path]  # from the cache
+    b.data(UNSHARE, {"id": notebook, "u": grantee["user"]["id"]}, owner)  # through the other instance
+    polls_at_write = _polls(cached_apps[0])
+    assert _wait(lambda: titles() == [], 10)
+    assert _polls(cached_apps[0]) - polls_at_write <= POLLS_ALLOWED
+
+
 def test_a_write_of_the_instance_itself_is_never_hidden(cached_apps: list[Any]) -> None:
     a = GraphQL(cached_apps[0].test_client())
     token = a.register()["token"]

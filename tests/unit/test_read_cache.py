@@ -153,3 +153,20 @@ def test_another_active_node_clears_the_cache_and_starts_from_now_there() -> Non
     follower.poll()
     assert cache.size() == (0, 0) and cache.live
     assert feed.asked[-1] == ("n2", "now")
+
+
+def test_a_membership_change_evicts_its_users_derived_list_and_refuses_it_in_flight() -> None:
+    from notebook.database.repository import memberships_changed_by
+
+    cache = ReadCache(["notes"], 1 << 20, derived=memberships_changed_by)
+    cache.clear(live=True)
+    key = memberships_changed_by("member:nb1:user:ada")[0]
+    assert memberships_changed_by("note:1") == [] and memberships_changed_by("member:") == []
+    cache.store("notes", key, "derived", {"value": ["old"]}, cache.generation())
+    other = memberships_changed_by("member:nb1:user:bob")[0]
+    cache.store("notes", other, "derived", {"value": ["bob's"]}, cache.generation())
+    since = cache.generation()  # a listing starts reading Ada's memberships
+    cache.evict("notes", ["member:nb2:user:ada"])  # a change to one of them is reported
+    cache.store("notes", key, "derived", {"value": ["stale"]}, since)  # the listing's old answer
+    assert cache.get("notes", key, "derived") is None  # neither the old entry nor the raced one
+    assert cache.get("notes", other, "derived") == {"value": ["bob's"]}  # another user's stays

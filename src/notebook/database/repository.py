@@ -9,6 +9,7 @@ from typing import Any
 from notebook.core.activity import Activity, activity_id, count_words
 from notebook.core.domain import (
     DELETED_USER_NAME,
+    MEMBER_PREFIX,
     Membership,
     Note,
     Notebook,
@@ -28,7 +29,7 @@ from notebook.core.hlc import HybridClock, process_clock
 from notebook.core.pagination import decode_cursor, encode_cursor
 from notebook.core.search import note_tokens, title_sort_key
 from notebook.database.activity_repository import with_events
-from notebook.database.couch import Database, DocumentConflict, resolution_write_id
+from notebook.database.couch import DERIVED_PREFIX, Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 from notebook.database.note_codec import NoteCodec
 from notebook.database.term_search import sorted_matches
@@ -382,6 +383,19 @@ def _membership_from_doc(doc: dict[str, Any]) -> Membership:
     )
 
 
+def _memberships_key(user_id: str) -> str:
+    return f"{DERIVED_PREFIX}memberships/{user_id}"
+
+
+def memberships_changed_by(doc_id: str) -> list[str]:
+    """The read cache's derived entries a change of `doc_id` makes stale: a membership document
+    (`member:<notebook>:<user>`) invalidates its user's list of memberships."""
+    if not doc_id.startswith(MEMBER_PREFIX):
+        return []
+    _, _, user_id = doc_id[len(MEMBER_PREFIX) :].partition(":")
+    return [_memberships_key(user_id)] if user_id else []
+
+
 class MembershipRepository:
     """Who may open a notebook besides its owner: one document per (notebook, user). A pair
     given a role on two nodes apart keeps the later one (by clock stamp) when they heal."""
@@ -422,10 +436,16 @@ class MembershipRepository:
         return {ids[doc_id]: doc["role"] for doc_id, doc in self.db.get_many(ids).items() if "role" in doc}
 
     def for_user(self, user_id: str) -> list[Membership]:
-        rows, docs = self.db.view_docs(
-            NOTES_DESIGN, "memberships_by_user", startkey=[user_id], endkey=[user_id, _HIGH]
-        )
-        return [_membership_from_doc(docs[row["id"]]) for row in rows if row["id"] in docs]
+        """The user's memberships. Every listing asks for them, so they are kept in the read
+        cache until one of the user's membership documents changes (`memberships_changed_by`)."""
+
+        def read() -> list[dict[str, Any]]:
+            rows, docs = self.db.view_docs(
+                NOTES_DESIGN, "memberships_by_user", startkey=[user_id], endkey=[user_id, _HIGH]
+            )
+            return [docs[row["id"]] for row in rows if row["id"] in docs]
+
+        return [_membership_from_doc(doc) for doc in self.db.cached_derived(_memberships_key(user_id), read)]
 
     def for_notebooks(self, notebook_ids: Sequence[str]) -> dict[str, list[Membership]]:
         """Members of each notebook, in one request."""

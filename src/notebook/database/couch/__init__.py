@@ -20,9 +20,11 @@ from notebook.database.couch.errors import (
     Unauthorized,
 )
 from notebook.database.couch.paths import quote_id, strip_credentials
+from notebook.database.couch.read_cache import DERIVED_PREFIX
 from notebook.database.couch.verification import WRITE_ID_FIELD, resolution_write_id
 
 __all__ = [
+    "DERIVED_PREFIX",
     "WRITE_ID_FIELD",
     "resolution_write_id",
     "BadRequest",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from notebook.database.couch.errors import DocumentConflict, DocumentNotFound, PreconditionFailed
 from notebook.database.couch.paths import quote_id
-from notebook.database.couch.read_cache import params_key
+from notebook.database.couch.read_cache import DERIVED, params_key
 from notebook.database.couch.server_differences import CHANGES_FEED
 from notebook.database.couch.verification import WRITE_ID_FIELD, new_write_id
 
@@ -202,6 +202,21 @@ class Database:
         if keys is not None:
             return self._request("POST", path, params=params, body={"keys": keys}, timeout=timeout)
         return self._request("GET", path, params=params, timeout=timeout)
+
+    def cached_derived(self, key: str, compute: Callable[[], list[Any]]) -> list[Any]:
+        """`compute()` (a list made from views), kept in the read cache under `key` (an id no
+        document can have: it starts with `_derived/`) until a document the cache's `derived`
+        rule links to it changes; computed every time when the cache is not live."""
+        cache = self.client.read_cache
+        if cache is None or not cache.covers(self.name):
+            return compute()
+        hit = cache.get(self.name, key, DERIVED)
+        if hit is not None:
+            return list(hit["value"])
+        since = cache.generation()
+        value = compute()
+        cache.store(self.name, key, DERIVED, {"value": value}, since)
+        return value
 
     def view_docs(
         self, design: str, view: str, doc_params: dict[str, Any] | None = None, **params: Any

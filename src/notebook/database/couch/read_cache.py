@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 _EVICTIONS_KEPT = 20_000
 #: changes asked for per feed request; a longer backlog takes several
 FEED_PAGE = 1000
+#: the read parameters under which derived entries (`Database.cached_derived`) are kept
+DERIVED = "derived"
+#: derived entries are kept under ids that start with this: no document id can (CouchDB reserves `_`)
+DERIVED_PREFIX = "_derived/"
 
 
 class ReadCache:
@@ -50,9 +54,17 @@ class ReadCache:
     Bodies are kept serialized: each hit decodes a fresh copy, so callers may change what they
     get. Thread-safe; one per process (per CouchDB client)."""
 
-    def __init__(self, databases: Iterable[str], max_bytes: int) -> None:
+    def __init__(
+        self,
+        databases: Iterable[str],
+        max_bytes: int,
+        derived: Callable[[str], Iterable[str]] | None = None,
+    ) -> None:
+        """`derived(doc_id)`: the derived entries (`Database.cached_derived`) a change of that
+        document makes stale, evicted with it."""
         self.databases = frozenset(databases)
         self.max_bytes = max_bytes
+        self._derived = derived
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._by_doc: dict[tuple[str, str], set[str]] = {}
@@ -111,6 +123,9 @@ class ReadCache:
         """Forget these documents (all read parameters), and refuse reads of them in flight."""
         if database not in self.databases:
             return
+        doc_ids = list(doc_ids)
+        if self._derived is not None:
+            doc_ids += [derived for doc_id in doc_ids for derived in self._derived(doc_id)]
         with self._lock:
             self._generation += 1
             for doc_id in doc_ids:
