@@ -333,7 +333,7 @@ def sampled(app: App, name: str) -> Iterator[None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--pid", str(app.process.pid), "--subprocesses", "--format", "raw",
-         "--rate", "100", "--output", str(out)],
+         "--rate", "200", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)  # py-spy attached
@@ -345,19 +345,10 @@ def sampled(app: App, name: str) -> Iterator[None]:
         print(summarize_stacks(out.read_text() if out.exists() else "", name), flush=True)
 
 
-def profile(app: App, script: Path, seconds: float, out: Path) -> str:
-    """Sample every gunicorn worker with py-spy while wrk runs `script`; a summary of the busiest
-    functions (inclusive and own share of the samples), the raw stacks in `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen(
-        [str(BIN / "py-spy"), "record", "--pid", str(app.process.pid), "--subprocesses", "--format", "raw",
-         "--rate", "200", "--duration", str(max(1, round(seconds))), "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)  # py-spy attached
-    run_wrk(app.url, script, seconds)
-    spy.wait(timeout=seconds + 60)
-    return summarize_stacks(out.read_text() if out.exists() else "", script.stem)
+def profile(app: App, script: Path, seconds: float) -> None:
+    """Sample every gunicorn worker with py-spy while wrk runs `script` (`sampled`)."""
+    with sampled(app, script.stem):
+        run_wrk(app.url, script, seconds)
 
 
 def summarize_stacks(collapsed: str, title: str, top: int = 18) -> str:
@@ -545,7 +536,7 @@ def scenarios(
         if only and name not in only:
             continue
         if PROFILE_DIR is not None:
-            print(profile(app, app_script, seconds, PROFILE_DIR / f"{app_script.stem}.txt"), flush=True)
+            profile(app, app_script, seconds)
         app_runs, raw_runs = [], []
         for _ in range(rounds):
             if raw_script is not None:

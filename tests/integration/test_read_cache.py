@@ -57,6 +57,23 @@ def _requests(app: Any) -> int:
     return app.extensions["notebook"].couch.requests.total
 
 
+def _sent_while(app: Any, action: Any) -> tuple[list[tuple[str, dict]], Any]:
+    """The (path, params) of every request the app sent to CouchDB during `action()`, and what
+    `action()` returned."""
+    client = app.extensions["notebook"].couch
+    original, sent = client.request, []
+
+    def recording(method: str, path: str, **kwargs: Any) -> Any:
+        sent.append((path, dict(kwargs.get("params") or {})))
+        return original(method, path, **kwargs)
+
+    client.request = recording
+    try:
+        return sent, action()
+    finally:
+        del client.request
+
+
 def _polls(app: Any) -> int:
     return app.extensions["notebook"].cache_follower.polls
 
@@ -104,18 +121,8 @@ def test_a_page_reads_only_the_index_and_shows_a_write_elsewhere_within_two_poll
     polls = _polls(cached_apps[0])
     assert _wait(lambda: _polls(cached_apps[0]) >= polls + 2, 10)  # the echo of our writes
     a.data(PAGE, token=token)  # the page's documents are now cached
-    client = cached_apps[0].extensions["notebook"].couch
-    original, sent = client.request, []
-
-    def recording(method: str, path: str, **kwargs: Any) -> Any:
-        sent.append((path, dict(kwargs.get("params") or {})))
-        return original(method, path, **kwargs)
-
-    client.request = recording
-    try:
-        titles = [edge["node"]["title"] for edge in a.data(PAGE, token=token)["notes"]["edges"]]
-    finally:
-        del client.request
+    sent, data = _sent_while(cached_apps[0], lambda: a.data(PAGE, token=token))
+    titles = [edge["node"]["title"] for edge in data["notes"]["edges"]]
     assert titles == ["first"] * 3
     views = [(path, params) for path, params in sent if "/_view/notes_by_updated" in path]
     assert len(views) == 1 and not views[0][1].get("include_docs")
@@ -150,19 +157,9 @@ def test_a_grantees_memberships_are_cached_and_an_unshare_elsewhere_ends_them_wi
     polls = _polls(cached_apps[0])
     assert _wait(lambda: _polls(cached_apps[0]) >= polls + 2, 10)  # the echo of the writes above
     assert titles() == ["shared"]
-    client = cached_apps[0].extensions["notebook"].couch
-    original, sent = client.request, []
-
-    def recording(method: str, path: str, **kwargs: Any) -> Any:
-        sent.append(path)
-        return original(method, path, **kwargs)
-
-    client.request = recording
-    try:
-        assert titles() == ["shared"]
-    finally:
-        del client.request
-    assert not [path for path in sent if "memberships_by_user" in path]  # from the cache
+    sent, listed = _sent_while(cached_apps[0], titles)
+    assert listed == ["shared"]
+    assert not [path for path, _ in sent if "memberships_by_user" in path]  # from the cache
     b.data(UNSHARE, {"id": notebook, "u": grantee["user"]["id"]}, owner)  # through the other instance
     polls_at_write = _polls(cached_apps[0])
     assert _wait(lambda: titles() == [], 10)
