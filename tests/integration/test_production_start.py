@@ -238,7 +238,9 @@ def test_the_mesh_sets_itself_up(deployment: Deployment) -> None:
         wait_for(every_link_running, PATIENCE, "every link running")
     finally:
         observer.close()
-    # the node list was recorded, from the environment, once for the whole deployment
+    # the node list was recorded, from the environment, once for the whole deployment. A round
+    # records it after its `ensure_mesh`, so the links may run a moment before it is there.
+    wait_for(lambda: deployment.get(2, NODE_LIST_PATH)[0] == 200, PATIENCE, "the node list on node2")
     status, listed = deployment.get(2, NODE_LIST_PATH)
     assert (
         status == 200 and listed["version"] == 1 and sorted(listed["nodes"]) == sorted(deployment.nodes.urls)
