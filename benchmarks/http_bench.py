@@ -377,7 +377,8 @@ def summarize_stacks(collapsed: str, title: str, top: int = 18) -> str:
 
 # -- one size -----------------------------------------------------------------------------------
 def load_notes(app: App, token: str, notebook_id: str, count: int, rng: random.Random) -> dict[str, Any]:
-    """`count` generated notes through importNotes, BATCH per request from 2 client threads."""
+    """`count` generated notes through importNotes, BATCH per request from IMPORT_CLIENTS client
+    threads (two per worker: while one request's notes are written, the next is sealed)."""
     global NOTES_PER_RARE
     NOTES_PER_RARE = max(1, count // RARE_NOTES)
     batches = [[note_input(rng, i) for i in range(s, min(count, s + BATCH))] for s in range(0, count, BATCH)]
@@ -395,7 +396,7 @@ def load_notes(app: App, token: str, notebook_id: str, count: int, rng: random.R
 
     queue = list(batches)
     started = time.perf_counter()
-    threads = [threading.Thread(target=send, args=(queue,)) for _ in range(2)]
+    threads = [threading.Thread(target=send, args=(queue,)) for _ in range(IMPORT_CLIENTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -405,6 +406,7 @@ def load_notes(app: App, token: str, notebook_id: str, count: int, rng: random.R
 
 
 BATCH = 500
+IMPORT_CLIENTS = 2 * WORKERS
 
 
 def build_views(urls: list[str], user: str, password: str) -> float:

@@ -92,6 +92,10 @@ def test_no_note_text_in_any_stored_document_on_any_node(cluster: PartitionableC
     )["updateNote"]
     assert wait_until(lambda: (cluster.doc_on(1, note["id"]) or {}).get("_rev") == note["version"], 30)
     assert wait_until(lambda: cluster.doc_on(1, user["user"]["id"], "users"), 30)
+    # and its notebook, which the second app reads to let the owner edit there (CouchDB 3's
+    # replicator writes its batches in parallel: the note can arrive before it)
+    notebook_id = (cluster.doc_on(0, note["id"]) or {})["notebook_id"]
+    assert wait_until(lambda: cluster.doc_on(1, notebook_id), 30)
     # a conflict, merged by the resolver: both sides' words must end up sealed too
     cluster.cut()
     try:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from notebook.database.design_docs import NOTES_DESIGN
+
 MAX_REQUESTS = 6
 
 NOTE_PAGE = """query($search: String) {
@@ -248,3 +250,29 @@ def test_a_filtered_page_reads_the_same_rows_for_120_and_480_matches(app: Any, g
 
 IMPORT = """mutation($nb: ID!, $notes: [CreateNoteInput!]!) {
   importNotes(notebookId: $nb, notes: $notes) { imported } }"""
+
+
+def test_each_term_of_a_note_is_indexed_once_per_scope(app: Any, gql: Any) -> None:
+    # the build cost of the term index: a term is one row under the owner's scope (sorted, any
+    # trash state) and one under the notebook's, not a third copy (docs/benchmarks.md)
+    registered = gql.register()
+    owner, token = registered["user"]["id"], registered["token"]
+    made = gql.data(
+        "mutation($n: CreateNoteInput!) { createNote(input: $n) { id } }",
+        {"n": {"title": "Indexed once", "content": "every word of this note, each once", "tags": ["a", "b"]}},
+        token=token,
+    )["createNote"]
+    db = app.extensions["notebook"].notes.notes.db
+    doc = db.get(made["id"])
+    terms = len(doc["tokens"]) + len(doc["tag_keys"])
+    high: dict[str, Any] = {}
+
+    def rows(view: str, scope: str) -> int:
+        return len(db.view(NOTES_DESIGN, view, startkey=[scope], endkey=[scope, high])["rows"])
+
+    assert terms >= 8
+    assert rows("note_terms_sorted", f"o:{owner}") == terms
+    assert rows("note_terms", f"n:{doc['notebook_id']}") == terms
+    assert rows("note_terms", f"o:{owner}") == 0
+    gql.data("mutation($id: ID!) { trashNote(id: $id) { id } }", {"id": made["id"]}, token=token)
+    assert rows("note_terms_sorted", f"o:{owner}") == terms  # in the trash, still one row per term

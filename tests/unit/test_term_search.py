@@ -8,22 +8,22 @@ from typing import Any
 
 import pytest
 
-from notebook.database.term_search import VIEW, sorted_matches
+from notebook.database.term_search import SORTED_TERMS_VIEW, sorted_matches
 
 SCOPE = "o:u1"
 
 
 class IndexOnly:
     """A Database answering `note_terms_sorted` range and `keys` requests (keys of [scope, kind,
-    term, updated_at, id] compare like CouchDB's for these same-shaped strings)."""
+    term, trashed, updated_at, id] compare like CouchDB's for these same-shaped strings)."""
 
-    def __init__(self, rows: list[list[str]]) -> None:
+    def __init__(self, rows: list[list[Any]]) -> None:
         self.rows = sorted(rows)
         self.requests: list[str] = []
         self.keys_asked = 0
 
     def view(self, design: str, view: str, **params: Any) -> dict[str, Any]:
-        assert view == VIEW
+        assert view == SORTED_TERMS_VIEW
         if "keys" in params:
             self.requests.append("keys")
             self.keys_asked += len(params["keys"])
@@ -38,34 +38,43 @@ class IndexOnly:
         return {"rows": [{"key": row} for row in rows[: params["limit"]]]}
 
 
-def _at_least(row: list[str], key: list[Any]) -> bool:
+def _at_least(row: list[Any], key: list[Any]) -> bool:
     return row[: len(key)] >= key if not key or key[-1] != {} else row[: len(key) - 1] > key[:-1]
 
 
-def _at_most(row: list[str], key: list[Any]) -> bool:
+def _at_most(row: list[Any], key: list[Any]) -> bool:
     if key and key[-1] == {}:
         return row[: len(key) - 1] <= key[:-1]
     return row[: len(key)] <= key
 
 
-def _index(rng: random.Random, notes: int, rates: dict[str, float]) -> tuple[list[list[str]], dict[str, set]]:
+def _index(
+    rng: random.Random, notes: int, rates: dict[str, float], trashed: bool = False
+) -> tuple[list[list[Any]], dict[str, set]]:
+    """Rows of `notes` notes, a fifth of them in the trash; the positions of each term's notes
+    in the trash state asked for."""
     rows, having = [], {term: set() for term in rates}
     for n in range(notes):
         position = (f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z", f"note:{rng.getrandbits(32):08x}")
+        in_trash = rng.random() < 0.2
         for term, rate in rates.items():
             if rng.random() < rate:
-                rows.append([SCOPE, "w", term, *position])
-                having[term].add(position)
+                rows.append([SCOPE, "w", term, in_trash, *position])
+                if in_trash == trashed:
+                    having[term].add(position)
     return rows, having
 
 
+@pytest.mark.parametrize("trashed", [False, True])
 @pytest.mark.parametrize("chunk", [10, 0])
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("descending", [True, False])
-def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool, chunk: int) -> None:
+def test_every_page_is_the_brute_force_intersection(
+    seed: int, descending: bool, chunk: int, trashed: bool
+) -> None:
     rng = random.Random(seed)
     rates = {"common": rng.uniform(0.3, 0.9), "other": rng.uniform(0.2, 0.9), "rare": rng.uniform(0.01, 0.1)}
-    rows, having = _index(rng, 300, rates)
+    rows, having = _index(rng, 300, rates, trashed)
     terms = rng.sample(sorted(rates), rng.randint(1, 3))
     expected = sorted(set.intersection(*(having[t] for t in terms)), reverse=descending)
     db = IndexOnly(rows)
@@ -73,7 +82,7 @@ def test_every_page_is_the_brute_force_intersection(seed: int, descending: bool,
     after = None
     while True:
         page, more = sorted_matches(
-            db, SCOPE, [("w", t) for t in terms], descending=descending, first=7, after=after, chunk=chunk
+            db, SCOPE, [("w", t) for t in terms], descending, 7, after, trashed, chunk
         )  # type: ignore[arg-type]
         walked += page
         if not more:
@@ -98,9 +107,9 @@ def test_a_candidate_another_term_read_past_is_decided_without_a_lookup() -> Non
     rows = []
     for n in range(300):
         position = [f"2026-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z", f"note:{n:08x}"]
-        rows.append([SCOPE, "w", "a", *position])
+        rows.append([SCOPE, "w", "a", False, *position])
         if n % 2 == 0:
-            rows.append([SCOPE, "w", "b", *position])
+            rows.append([SCOPE, "w", "b", False, *position])
     db = IndexOnly(rows)
     page, more = sorted_matches(
         db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=3, after=None, chunk=10
@@ -115,9 +124,9 @@ def test_positions_of_another_shape_are_looked_up_not_compared() -> None:
     rows = []
     for n in range(40):
         when = f"2026-01-01T00:00:{n:02d}Z" if n % 2 else f"2026-01-01T00:00:{n:02d}.5Z"
-        rows.append([SCOPE, "w", "a", when, f"note:{n:08x}"])
+        rows.append([SCOPE, "w", "a", False, when, f"note:{n:08x}"])
         if n % 4 == 0:
-            rows.append([SCOPE, "w", "b", when, f"note:{n:08x}"])
+            rows.append([SCOPE, "w", "b", False, when, f"note:{n:08x}"])
     db = IndexOnly(rows)
     page, _ = sorted_matches(
         db, SCOPE, [("w", "a"), ("w", "b")], descending=True, first=2, after=None, chunk=5

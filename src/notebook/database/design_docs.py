@@ -28,30 +28,35 @@ _NOTE_ORDER_VIEW = """function (doc) {
   emit(['n:' + doc.notebook_id, trashed, doc.%(field)s, doc._id], null);
 }"""
 
-# search and tag filters: key [scope, 'w' word | 'g' tag, term], value carries the sort keys
+# search and tag filters, in two views that share no row. A note's terms (word hashes 'w', tag
+# keys 'g') are emitted once under its owner's scope, in listing order, and once under its
+# notebook's scope, in no order.
+#
+# note_terms_sorted: key [owner scope, kind, term, trashed, updated_at, id], value [created_at,
+# title_key]. A filtered page of one's own notes by time updated walks a term from its position
+# and stops at the page size (term_search.py); the full path (other orders, totalCount) reads
+# each term's range of one trash state, and the value gives it the other sort keys.
+_NOTE_TERMS_SORTED_VIEW = """function (doc) {
+  if (doc.type !== 'note') return;
+  var scope = 'o:' + doc.owner_id, trashed = doc.trashed_at ? true : false, at = doc.updated_at;
+  var value = [doc.created_at, doc.title_key];
+  var tokens = doc.tokens || [];
+  for (var i = 0; i < tokens.length; i++) emit([scope, 'w', tokens[i], trashed, at, doc._id], value);
+  var tags = doc.tag_keys || [];
+  for (var j = 0; j < tags.length; j++) emit([scope, 'g', tags[j], trashed, at, doc._id], value);
+}"""
+
+# note_terms: key [notebook scope, kind, term], value [trashed, updated_at, created_at,
+# title_key]: a notebook's filtered listing, and a grantee's shared notebooks (one keyed request
+# for every notebook and term)
 _NOTE_TERMS_VIEW = """function (doc) {
   if (doc.type !== 'note') return;
   var value = [doc.trashed_at ? true : false, doc.updated_at, doc.created_at, doc.title_key];
-  var scopes = ['o:' + doc.owner_id, 'n:' + doc.notebook_id];
-  for (var s = 0; s < scopes.length; s++) {
-    var tokens = doc.tokens || [];
-    for (var i = 0; i < tokens.length; i++) emit([scopes[s], 'w', tokens[i]], value);
-    var tags = doc.tag_keys || [];
-    for (var j = 0; j < tags.length; j++) emit([scopes[s], 'g', tags[j]], value);
-  }
-}"""
-
-# the same terms of live notes in listing order (updated_at, then id), under the owner's scope
-# only: a filtered page of one's own notes walks them from its position and stops at the page
-# size (term_search.py). Notebook and shared scopes read note_terms; emitting them here too
-# would double this index's rows for listings that are less used.
-_NOTE_TERMS_SORTED_VIEW = """function (doc) {
-  if (doc.type !== 'note' || doc.trashed_at) return;
-  var scope = 'o:' + doc.owner_id;
+  var scope = 'n:' + doc.notebook_id;
   var tokens = doc.tokens || [];
-  for (var i = 0; i < tokens.length; i++) emit([scope, 'w', tokens[i], doc.updated_at, doc._id], null);
+  for (var i = 0; i < tokens.length; i++) emit([scope, 'w', tokens[i]], value);
   var tags = doc.tag_keys || [];
-  for (var j = 0; j < tags.length; j++) emit([scope, 'g', tags[j], doc.updated_at, doc._id], null);
+  for (var j = 0; j < tags.length; j++) emit([scope, 'g', tags[j]], value);
 }"""
 
 _TAG_COUNTS_VIEW = """function (doc) {

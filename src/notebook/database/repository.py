@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from notebook.database.activity_repository import with_events
 from notebook.database.couch import DERIVED_PREFIX, Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 from notebook.database.note_codec import NoteCodec
-from notebook.database.term_search import sorted_matches
+from notebook.database.term_search import SORTED_TERMS_VIEW, sorted_matches
 
 PLAIN = NoteCodec()  # notes stored in clear (ENCRYPTION_ENABLED=false)
 # fields of a note document that sealing replaces or removes (none may survive a re-seal)
@@ -1098,13 +1098,12 @@ class NoteRepository:
 
     def _list_filtered(self, query: NoteQuery) -> Page:
         """A filtered page: walked in listing order where the sorted term index serves the query
-        (term_search.py: one's own live notes by time updated, one index key in use), else every
-        match is read (`_list_all_matches`)."""
+        (term_search.py: one's own notes by time updated, one index key in use), else every match
+        is read (`_list_all_matches`)."""
         terms = self._terms(query)
         if (
             query.order in ("UPDATED_DESC", "UPDATED_ASC")
             and query.scope.startswith("o:")
-            and not query.trashed
             and not query.shared
             and all(len(variants) == 1 for _, variants in terms)
         ):
@@ -1116,6 +1115,7 @@ class NoteRepository:
                 descending=query.order == "UPDATED_DESC",
                 first=query.first,
                 after=after,
+                trashed=query.trashed,
             )
             docs = self.get_many(doc_id for _, doc_id in positions)
             page = [(key, doc_id) for key, doc_id in positions if doc_id in docs]
@@ -1144,18 +1144,11 @@ class NoteRepository:
         for number, (kind, variants) in enumerate(terms):
             for variant in variants:
                 term_of.setdefault((kind, variant), number)
-        rows = self.db.view(
-            NOTES_DESIGN,
-            "note_terms",
-            keys=[[scope, kind, variant] for scope in scopes for kind, variant in term_of],
-        )["rows"]
         hits: dict[str, set[int]] = {}
         values: dict[str, list[Any]] = {}
-        for row in rows:
-            if row["value"][0] != query.trashed:
-                continue
-            values[row["id"]] = row["value"]
-            hits.setdefault(row["id"], set()).add(term_of[(row["key"][1], row["key"][2])])
+        for doc_id, term, value in self._term_rows(scopes, list(term_of), query.trashed):
+            values[doc_id] = value
+            hits.setdefault(doc_id, set()).add(term_of[term])
         wanted = len(terms)
         field = _SORT_FIELD[query.order]
         descending = ORDER_VIEWS[query.order][1]
@@ -1176,6 +1169,25 @@ class NoteRepository:
         notes = [docs[doc_id] for _, doc_id in page if doc_id in docs]
         cursors = [encode_cursor(query.order, key, doc_id) for key, doc_id in page if doc_id in docs]
         return Page(notes, cursors, has_next_page=len(matches) > query.first, total_count=total)
+
+    def _term_rows(
+        self, scopes: Sequence[str], terms: Sequence[tuple[str, str]], trashed: bool
+    ) -> Iterator[tuple[str, tuple[str, str], list[Any]]]:
+        """(note id, (kind, term), [trashed, updated_at, created_at, title_key]) of every note
+        under `scopes` in that trash state with one of `terms`. An owner's terms are ranges of
+        `note_terms_sorted` (one request per term); notebooks' are one keyed `note_terms`
+        request for all of them."""
+        owners = [scope for scope in scopes if scope.startswith("o:")]
+        for scope, (kind, term) in ((scope, term) for scope in owners for term in terms):
+            low = [scope, kind, term, trashed]
+            found = self.db.view(NOTES_DESIGN, SORTED_TERMS_VIEW, startkey=low, endkey=[*low, _HIGH])
+            for row in found["rows"]:
+                yield row["id"], (kind, term), [trashed, row["key"][4], *row["value"]]
+        keys = [[scope, kind, term] for scope in scopes if scope not in owners for kind, term in terms]
+        if keys:
+            for row in self.db.view(NOTES_DESIGN, "note_terms", keys=keys)["rows"]:
+                if row["value"][0] == trashed:
+                    yield row["id"], (row["key"][1], row["key"][2]), row["value"]
 
     def _sort_value(self, order: str, doc_id: str, value: str) -> str:
         """A sort key from a view row; a sealed title key is opened."""

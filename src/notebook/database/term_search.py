@@ -1,9 +1,9 @@
 """Filtered listings whose cost does not grow with the number of notes.
 
-The `note_terms_sorted` view has one row per live note and term (word hash or tag key), under its
-owner's scope, keyed `[scope, kind, term, updated_at, note id]`: a term's notes come in listing
-order. A page is
-then found by walking the terms from the listing's position instead of reading every match:
+The `note_terms_sorted` view has one row per note and term (word hash or tag key), under its
+owner's scope, keyed `[scope, kind, term, trashed, updated_at, note id]`: a term's notes of one
+trash state come in listing order. A page is then found by walking the terms from the listing's
+position instead of reading every match:
 
 - each term's first rows are read (one range request per term: the page plus one for a single
   term, `max(100, 4 x (page + 1))` for several);
@@ -18,8 +18,8 @@ then found by walking the terms from the listing's position instead of reading e
 So a page costs a few requests of a bounded number of rows whatever the number of notes: a single
 term is one range read, several terms add one exact-key request per chunk. Only a page of terms
 that rarely occur together (many candidates, few matches) reads further. The whole set of matches
-(`totalCount`, other orders, a notebook's or shared notes, the trash) is still read by the
-repository's full path.
+(`totalCount`, other orders, a notebook's or shared notes) is still read by the repository's
+full path.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 from notebook.database.couch import Database
 from notebook.database.design_docs import NOTES_DESIGN
 
-VIEW = "note_terms_sorted"
+SORTED_TERMS_VIEW = "note_terms_sorted"
 _HIGH: dict[str, Any] = {}
 
 Position = tuple[str, str]  # (updated_at, note id): a row's place in the listing order
@@ -40,7 +40,7 @@ Position = tuple[str, str]  # (updated_at, note id): a row's place in the listin
 class _TermRows:
     """One term's rows from a position on, read a chunk at a time."""
 
-    def __init__(self, db: Database, prefix: list[str], descending: bool, after: Position | None) -> None:
+    def __init__(self, db: Database, prefix: list[Any], descending: bool, after: Position | None) -> None:
         self.db = db
         self.prefix = prefix
         self.descending = descending
@@ -55,18 +55,22 @@ class _TermRows:
         start: list[Any] = [*self.prefix, *self.last] if self.last else (high if self.descending else low)
         limit = size + (1 if self.last else 0)  # the row at `last` itself comes back first
         rows = self.db.view(
-            NOTES_DESIGN, VIEW, startkey=start, endkey=low if self.descending else high,
+            NOTES_DESIGN, SORTED_TERMS_VIEW, startkey=start, endkey=low if self.descending else high,
             descending=self.descending, limit=limit,
         )["rows"]  # fmt: skip
         self.requests += 1
         self.exhausted = len(rows) < limit
-        found = [(str(row["key"][3]), str(row["key"][4])) for row in rows]
+        found = [_position(row["key"]) for row in rows]
         if self.last and found and found[0] == self.last:
             found = found[1:]
         found = found[:size] if not self.exhausted else found
         if found:
             self.last = found[-1]
         return found
+
+
+def _position(key: list[Any]) -> Position:
+    return (str(key[-2]), str(key[-1]))
 
 
 def _shape(text: str) -> str:
@@ -97,13 +101,15 @@ def sorted_matches(
     descending: bool,
     first: int,
     after: Position | None,
+    trashed: bool = False,
     chunk: int = 0,
 ) -> tuple[list[Position], bool]:
-    """The positions of the first `first` live notes of `scope` that have every (kind, term),
-    in listing order from `after`, and whether more follow."""
+    """The positions of the first `first` notes of `scope` that have every (kind, term), live
+    ones or (`trashed`) those in the trash, in listing order from `after`, and whether more
+    follow."""
     # one term: its first rows are the page; several: enough candidates for a sparse overlap
     size = chunk or (first + 1 if len(terms) == 1 else max(100, 4 * (first + 1)))
-    streams = [_TermRows(db, [scope, kind, term], descending, after) for kind, term in terms]
+    streams = [_TermRows(db, [scope, kind, term, trashed], descending, after) for kind, term in terms]
     heads = [stream.next_chunk(size) for stream in streams]
     complete = [i for i, stream in enumerate(streams) if stream.exhausted]
     driver = min(complete, key=lambda i: len(heads[i])) if complete else 0
@@ -129,8 +135,8 @@ def sorted_matches(
         found: set[tuple[int, Position]] = set()
         if lookups:
             keyed = {(*streams[i].prefix, *position): i for i, position in lookups}
-            rows = db.view(NOTES_DESIGN, VIEW, keys=[list(key) for key in keyed])["rows"]
-            found = {(keyed[tuple(row["key"])], (str(row["key"][3]), str(row["key"][4]))) for row in rows}
+            rows = db.view(NOTES_DESIGN, SORTED_TERMS_VIEW, keys=[list(key) for key in keyed])["rows"]
+            found = {(keyed[tuple(row["key"])], _position(row["key"])) for row in rows}
         for position in batch:
             if all(position in seen[i] or (i, position) in found for i in others):
                 matches.append(position)
