@@ -32,7 +32,7 @@ from notebook.database.activity_repository import with_events
 from notebook.database.couch import DERIVED_PREFIX, Database, DocumentConflict, resolution_write_id
 from notebook.database.design_docs import NOTES_DESIGN, ORDER_VIEWS, USERS_DESIGN
 from notebook.database.note_codec import NoteCodec
-from notebook.database.term_search import SORTED_TERMS_VIEW, sorted_matches
+from notebook.database.term_search import every_row, sorted_matches
 
 PLAIN = NoteCodec()  # notes stored in clear (ENCRYPTION_ENABLED=false)
 # fields of a note document that sealing replaces or removes (none may survive a re-seal)
@@ -1178,11 +1178,10 @@ class NoteRepository:
         `note_terms_sorted` (one request per term); notebooks' are one keyed `note_terms`
         request for all of them."""
         owners = [scope for scope in scopes if scope.startswith("o:")]
-        for scope, (kind, term) in ((scope, term) for scope in owners for term in terms):
-            low = [scope, kind, term, trashed]
-            found = self.db.view(NOTES_DESIGN, SORTED_TERMS_VIEW, startkey=low, endkey=[*low, _HIGH])
-            for row in found["rows"]:
-                yield row["id"], (kind, term), [trashed, row["key"][4], *row["value"]]
+        for scope in owners:
+            for kind, term in terms:
+                for doc_id, updated_at, value in every_row(self.db, scope, kind, term, trashed):
+                    yield doc_id, (kind, term), [trashed, updated_at, *value]
         keys = [[scope, kind, term] for scope in scopes if scope not in owners for kind, term in terms]
         if keys:
             for row in self.db.view(NOTES_DESIGN, "note_terms", keys=keys)["rows"]:

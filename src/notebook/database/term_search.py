@@ -25,7 +25,7 @@ full path.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from notebook.database.couch import Database
@@ -71,6 +71,16 @@ class _TermRows:
 
 def _position(key: list[Any]) -> Position:
     return (str(key[-2]), str(key[-1]))
+
+
+def every_row(
+    db: Database, scope: str, kind: str, term: str, trashed: bool
+) -> Iterator[tuple[str, str, list[Any]]]:
+    """(note id, updated_at, [created_at, title_key]) of every note of `scope` in that trash
+    state with (kind, term): one range request, for the repository's full path."""
+    low = [scope, kind, term, trashed]
+    for row in db.view(NOTES_DESIGN, SORTED_TERMS_VIEW, startkey=low, endkey=[*low, _HIGH])["rows"]:
+        yield row["id"], _position(row["key"])[0], row["value"]
 
 
 def _shape(text: str) -> str:
